@@ -1,0 +1,516 @@
+"""Typed lab configuration, loaded once and validated on load.
+
+Layers, lowest first: built-in defaults < ``lab.yaml`` in the lab directory (or
+``--config FILE``) < command-line flags. Knobs keep coreos-vagrant's names where
+they exist (``num_instances``, ``instance_name_prefix``, ``vm_memory``,
+``vm_cpus``, ``update_channel``, ``forwarded_ports``, ``enable_serial_logging``).
+
+Everything downstream takes :class:`LabConfig`; nothing reads raw dicts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from provisioner.errors import ConfigError
+
+CONFIG_FILE = "lab.yaml"
+STATE_DIR = ".lab"
+
+MIN_MEMORY_MB = 384
+MAX_NODES = 200
+FIRST_HOST = 101  # nodes sit at .101 upward, as in coreos-vagrant
+DISCOVERY_MODES = ("local", "public", "static")
+ROLES = ("member", "worker")
+UPDATE_CHANNELS = ("stable", "beta", "alpha")
+
+Role = Literal["member", "worker"]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_META_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class FlannelConfig:
+    """``coreos.flannel``: the overlay network written to etcd at first boot."""
+
+    enabled: bool = False
+    network: str = "10.1.0.0/16"
+    backend: str = "vxlan"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node as configured: its name, role, address and fleet metadata."""
+
+    index: int  # 1-based
+    name: str
+    role: Role
+    ip: str
+    mac: str
+    metadata: tuple[tuple[str, str], ...]
+    cloud_config: tuple[Path, ...]  # per-node extra cloud-config fragments
+
+    @property
+    def metadata_string(self) -> str:
+        """fleet's ``key=value,key=value`` form."""
+        return ",".join(f"{key}={value}" for key, value in self.metadata)
+
+    @property
+    def is_member(self) -> bool:
+        return self.role == "member"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The whole lab, validated."""
+
+    directory: Path
+    name: str
+    num_instances: int
+    instance_name_prefix: str
+    vm_memory: int
+    vm_cpus: int
+    update_channel: str
+    box: str
+    subnet: str
+    discovery: str  # local | public | static | an explicit URL
+    enable_serial_logging: bool
+    forwarded_ports: tuple[tuple[int, int], ...]  # (guest, host)
+    etcd_members: int
+    agent_ttl: str
+    flannel: FlannelConfig
+    cloud_config: tuple[Path, ...]  # extra fragments merged into every node
+    nodes: tuple[NodeSpec, ...] = field(default=())
+    source: Path | None = None  # the lab.yaml this came from, if any
+
+    @property
+    def state_dir(self) -> Path:
+        return self.directory / STATE_DIR
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def gateway(self) -> str:
+        """The host's address on the lab network."""
+        return str(self.network.network_address + 1)
+
+    @property
+    def members(self) -> tuple[NodeSpec, ...]:
+        return tuple(node for node in self.nodes if node.is_member)
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(node.name for node in self.nodes)
+        raise ConfigError(f"no node named {name!r}", hint=f"this lab has: {known}")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags; ``None`` means "not given"."""
+
+    num_instances: int | None = None
+    discovery: str | None = None
+    vm_memory: int | None = None
+    vm_cpus: int | None = None
+
+
+# --- quorum -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuorumRow:
+    size: int
+    majority: int
+    tolerated: int
+
+
+def quorum_row(size: int) -> QuorumRow:
+    majority = size // 2 + 1
+    return QuorumRow(size=size, majority=majority, tolerated=size - majority)
+
+
+def quorum_table(sizes: tuple[int, ...] = (1, 3, 4, 5)) -> str:
+    lines = ["size  majority  failures tolerated"]
+    for size in sizes:
+        row = quorum_row(size)
+        lines.append(f"{row.size:>4}  {row.majority:>8}  {row.tolerated:>18}")
+    return "\n".join(lines)
+
+
+def config_warnings(config: LabConfig) -> list[str]:
+    """Things that are allowed but probably not what the user wants."""
+    warnings = []
+    members = len(config.members)
+    if members > 1 and members % 2 == 0:
+        row = quorum_row(members)
+        smaller = quorum_row(members - 1)
+        warnings.append(
+            f"{members} etcd members tolerate {row.tolerated} failure(s), the same as "
+            f"{members - 1} members ({smaller.tolerated}); an odd member count is "
+            "recommended.\n" + quorum_table()
+        )
+    return warnings
+
+
+# --- naming -----------------------------------------------------------------
+
+
+def default_lab_name(directory: Path) -> str:
+    """A libvirt-safe name unique to the lab directory: ``<dirname>-<hash6>``."""
+    resolved = directory.resolve()
+    stem = re.sub(r"[^a-z0-9-]+", "-", resolved.name.lower()).strip("-")[:16] or "lab"
+    if not stem[0].isalpha():
+        stem = f"lab-{stem}"[:16]
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:6]
+    return f"{stem}-{digest}"
+
+
+def default_subnet(name: str) -> str:
+    """A /24 in 192.168.100-199 chosen from the lab name, so labs rarely collide."""
+    third = 100 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100
+    return f"192.168.{third}.0/24"
+
+
+def node_mac(lab_name: str, index: int) -> str:
+    """A stable, locally administered MAC (qemu's 52:54:00 range) per lab and node."""
+    digest = hashlib.sha256(f"{lab_name}/{index}".encode()).digest()
+    return "52:54:00:{:02x}:{:02x}:{:02x}".format(*digest[:3])
+
+
+# --- loading ----------------------------------------------------------------
+
+_TOP_KEYS: dict[str, str] = {
+    "name": "str",
+    "num_instances": "int",
+    "instance_name_prefix": "str",
+    "vm_memory": "int",
+    "vm_cpus": "int",
+    "update_channel": "str",
+    "box": "str",
+    "subnet": "str",
+    "discovery": "str",
+    "enable_serial_logging": "bool",
+    "forwarded_ports": "mapping",
+    "etcd_members": "int",
+    "agent_ttl": "str",
+    "flannel": "mapping",
+    "cloud_config": "list",
+    "metadata": "metadata",
+    "nodes": "mapping",
+}
+_NODE_KEYS: dict[str, str] = {"role": "str", "metadata": "metadata", "cloud_config": "list"}
+_FLANNEL_KEYS: dict[str, str] = {"enabled": "bool", "network": "str", "backend": "str"}
+
+_DEFAULTS: dict[str, Any] = {
+    "num_instances": 3,
+    "instance_name_prefix": "core",
+    "vm_memory": 768,
+    "vm_cpus": 1,
+    "update_channel": "stable",
+    "box": "default",
+    "discovery": "local",
+    "enable_serial_logging": True,
+    "agent_ttl": "30s",
+}
+
+
+class _Loader:
+    """Validates one raw mapping; every error names the file and key path."""
+
+    def __init__(self, source: Path | None) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(
+            message, path=str(self.source) if self.source else None, key=key, hint=hint
+        )
+
+    def check_keys(self, raw: Mapping[str, Any], allowed: Mapping[str, str], prefix: str) -> None:
+        for key in raw:
+            if not isinstance(key, str) or key not in allowed:
+                close = difflib.get_close_matches(str(key), list(allowed), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+                )
+                raise self.fail(f"{prefix}{key}", "unknown key", hint)
+            self.check_type(f"{prefix}{key}", raw[key], allowed[key])
+
+    def check_type(self, key: str, value: Any, kind: str) -> None:
+        ok = {
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "mapping": isinstance(value, dict),
+            "list": isinstance(value, list),
+            "metadata": isinstance(value, dict | str),
+        }[kind]
+        if not ok:
+            want = "a mapping or a 'key=value,key=value' string" if kind == "metadata" else kind
+            raise self.fail(key, f"wrong type: expected {want}, got {type(value).__name__}")
+
+    def metadata(self, key: str, value: Any) -> tuple[tuple[str, str], ...]:
+        pairs: list[tuple[str, str]] = []
+        if isinstance(value, str):
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                name, sep, val = item.partition("=")
+                if not sep:
+                    raise self.fail(key, f"metadata entry {item!r} is not key=value")
+                pairs.append((name.strip(), val.strip()))
+        else:
+            pairs = [(str(k), str(v)) for k, v in value.items()]
+        for name, val in pairs:
+            if not _META_KEY_RE.match(name) or not val or "," in val or "=" in val:
+                raise self.fail(
+                    key,
+                    f"invalid metadata {name}={val!r}",
+                    "keys and values are non-empty and contain no ',' or '='",
+                )
+        return tuple(sorted(pairs))
+
+    def paths(self, key: str, value: list[Any], base: Path) -> tuple[Path, ...]:
+        out = []
+        for position, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.fail(f"{key}[{position}]", "expected a file path")
+            path = (base / item).resolve()
+            if not path.is_file():
+                raise self.fail(f"{key}[{position}]", f"file not found: {path}")
+            out.append(path)
+        return tuple(out)
+
+
+def read_yaml_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", path=str(path), key=where) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of settings at the top level", path=str(path))
+    return data
+
+
+def load_config(
+    directory: Path,
+    overrides: Overrides | None = None,
+    config_file: Path | None = None,
+) -> LabConfig:
+    """Load ``lab.yaml`` (or ``config_file``) from ``directory`` and apply flags."""
+    directory = directory.resolve()
+    source = config_file.resolve() if config_file else directory / CONFIG_FILE
+    if config_file is not None and not source.is_file():
+        raise ConfigError("config file not found", path=str(source))
+    raw = read_yaml_file(source) if source.is_file() else {}
+    return build_config(raw, directory, overrides or Overrides(), source if raw else None)
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    directory: Path,
+    overrides: Overrides,
+    source: Path | None = None,
+) -> LabConfig:
+    loader = _Loader(source)
+    loader.check_keys(raw, _TOP_KEYS, "")
+    base = source.parent if source else directory
+    merged: dict[str, Any] = {**_DEFAULTS, **raw}
+    for key in ("num_instances", "discovery", "vm_memory", "vm_cpus"):
+        value = getattr(overrides, key)
+        if value is not None:
+            merged[key] = value
+
+    name = merged.get("name") or default_lab_name(directory)
+    if not _NAME_RE.match(name):
+        raise loader.fail(
+            "name", f"invalid lab name {name!r}", "use lowercase letters, digits, '-'"
+        )
+
+    count = merged["num_instances"]
+    if not 1 <= count <= MAX_NODES:
+        raise loader.fail(
+            "num_instances",
+            f"number of nodes must be between 1 and {MAX_NODES}, got {count}",
+            "use --nodes 1 or more (3 or 5 for a fault-tolerant etcd)",
+        )
+    if merged["vm_memory"] < MIN_MEMORY_MB:
+        raise loader.fail(
+            "vm_memory",
+            f"{merged['vm_memory']} MiB is below the minimum of {MIN_MEMORY_MB} MiB",
+            "etcd, fleet and docker need at least 384 MiB; 768 is the default",
+        )
+    if merged["vm_cpus"] < 1:
+        raise loader.fail("vm_cpus", "must be at least 1")
+    prefix = merged["instance_name_prefix"]
+    if not re.match(r"^[a-z][a-z0-9-]{0,20}$", prefix):
+        raise loader.fail(
+            "instance_name_prefix", f"invalid prefix {prefix!r}", "lowercase letters, digits, '-'"
+        )
+    if merged["update_channel"] not in UPDATE_CHANNELS:
+        raise loader.fail(
+            "update_channel",
+            f"unknown channel {merged['update_channel']!r}",
+            f"one of: {', '.join(UPDATE_CHANNELS)}",
+        )
+
+    subnet = _subnet(loader, merged.get("subnet") or default_subnet(name), count)
+    discovery = _discovery(loader, merged["discovery"])
+    ports = _forwarded_ports(loader, merged.get("forwarded_ports") or {})
+    members = merged.get("etcd_members", count)
+    if not 1 <= members <= count:
+        raise loader.fail(
+            "etcd_members",
+            f"must be between 1 and the number of nodes ({count}), got {members}",
+        )
+    if not re.match(r"^\d+(ms|s|m)$", merged["agent_ttl"]):
+        raise loader.fail("agent_ttl", f"invalid duration {merged['agent_ttl']!r}", "e.g. 30s")
+
+    flannel_raw = merged.get("flannel") or {}
+    loader.check_keys(flannel_raw, _FLANNEL_KEYS, "flannel.")
+    flannel = FlannelConfig(**flannel_raw)
+    try:
+        ipaddress.IPv4Network(flannel.network)
+    except ValueError as exc:
+        raise loader.fail("flannel.network", str(exc)) from exc
+
+    common_fragments = loader.paths("cloud_config", merged.get("cloud_config") or [], base)
+    default_meta = loader.metadata("metadata", merged.get("metadata") or {})
+    nodes = _nodes(loader, merged, name, prefix, count, members, subnet, default_meta, base)
+
+    return LabConfig(
+        directory=directory,
+        name=name,
+        num_instances=count,
+        instance_name_prefix=prefix,
+        vm_memory=merged["vm_memory"],
+        vm_cpus=merged["vm_cpus"],
+        update_channel=merged["update_channel"],
+        box=merged["box"],
+        subnet=str(subnet),
+        discovery=discovery,
+        enable_serial_logging=merged["enable_serial_logging"],
+        forwarded_ports=ports,
+        etcd_members=sum(1 for node in nodes if node.is_member),
+        agent_ttl=merged["agent_ttl"],
+        flannel=flannel,
+        cloud_config=common_fragments,
+        nodes=nodes,
+        source=source,
+    )
+
+
+def _subnet(loader: _Loader, value: str, count: int) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise loader.fail(
+            "subnet", f"invalid subnet {value!r}: {exc}", "e.g. 192.168.58.0/24"
+        ) from exc
+    if not network.is_private:
+        raise loader.fail("subnet", f"{network} is not a private range", "use an RFC 1918 range")
+    last = FIRST_HOST + count - 1
+    if last >= network.num_addresses - 1:
+        raise loader.fail(
+            "subnet",
+            f"{network} is too small for {count} nodes at .{FIRST_HOST} upward "
+            f"(needs room for host {last})",
+            "use a /24 or larger for up to 154 nodes, a /23 beyond that",
+        )
+    return network
+
+
+def _discovery(loader: _Loader, value: str) -> str:
+    if value in DISCOVERY_MODES:
+        return value
+    if re.match(r"^https?://[^\s/]+/\S+$", value):
+        return value
+    raise loader.fail(
+        "discovery",
+        f"unknown discovery mode {value!r}",
+        "use local, public, static, or a discovery URL (http://host/path/TOKEN)",
+    )
+
+
+def _forwarded_ports(loader: _Loader, raw: Mapping[Any, Any]) -> tuple[tuple[int, int], ...]:
+    out = []
+    for guest, host in raw.items():
+        if not (isinstance(guest, int) and isinstance(host, int)) or not (
+            0 < guest < 65536 and 0 < host < 65536
+        ):
+            raise loader.fail(
+                f"forwarded_ports.{guest}",
+                "expected guest_port: host_port with port numbers",
+                "e.g. forwarded_ports: {80: 8080}",
+            )
+        out.append((guest, host))
+    return tuple(sorted(out))
+
+
+def _nodes(
+    loader: _Loader,
+    merged: Mapping[str, Any],
+    lab_name: str,
+    prefix: str,
+    count: int,
+    members: int,
+    subnet: ipaddress.IPv4Network,
+    default_meta: tuple[tuple[str, str], ...],
+    base: Path,
+) -> tuple[NodeSpec, ...]:
+    names = [f"{prefix}-{index:02d}" for index in range(1, count + 1)]
+    per_node: Mapping[str, Any] = merged.get("nodes") or {}
+    for key, value in per_node.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"nodes are {names[0]}..{names[-1]}"
+            raise loader.fail(f"nodes.{key}", "no such node in this lab", hint)
+        loader.check_type(f"nodes.{key}", value, "mapping")
+        loader.check_keys(value, _NODE_KEYS, f"nodes.{key}.")
+
+    nodes = []
+    for index, name in enumerate(names, start=1):
+        own = per_node.get(name) or {}
+        role = own.get("role", "member" if index <= members else "worker")
+        if role not in ROLES:
+            raise loader.fail(f"nodes.{name}.role", f"unknown role {role!r}", "member or worker")
+        meta = (
+            loader.metadata(f"nodes.{name}.metadata", own["metadata"]) if "metadata" in own else ()
+        )
+        merged_meta = dict(default_meta) | dict(meta)
+        nodes.append(
+            NodeSpec(
+                index=index,
+                name=name,
+                role=role,
+                ip=str(subnet.network_address + FIRST_HOST + index - 1),
+                mac=node_mac(lab_name, index),
+                metadata=tuple(sorted(merged_meta.items())),
+                cloud_config=loader.paths(
+                    f"nodes.{name}.cloud_config", own.get("cloud_config") or [], base
+                ),
+            )
+        )
+    if not any(node.is_member for node in nodes):
+        raise loader.fail("nodes", "at least one node must be an etcd member")
+    return tuple(nodes)

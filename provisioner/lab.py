@@ -1,0 +1,62 @@
+"""Core operations behind the ``lab`` verbs that don't need a VM.
+
+Each function takes typed config and does one job; the CLI only parses flags,
+calls one of these and maps :class:`LabError` to an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from provisioner import discovery_modes
+from provisioner.accel import choose_accel
+from provisioner.config import LabConfig
+from provisioner.render import RenderInputs, load_fragments, render_lab, write_files
+from provisioner.state import LabState, ensure_ssh_key, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+BOX_NAME_PREFIX = "lab"
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    out_dir: Path
+    files: tuple[str, ...]
+    discovery_url: str | None
+
+
+def box_name(config: LabConfig) -> str:
+    """The Vagrant box a lab boots: ``lab/<recipe>``; the channel picks its version."""
+    return f"{BOX_NAME_PREFIX}/{config.box}"
+
+
+def render_inputs(config: LabConfig, state: LabState) -> tuple[RenderInputs, LabState]:
+    """Collect the key, discovery URL and driver; returns the updated state."""
+    key_path, public_key = ensure_ssh_key(config.state_dir)
+    record = discovery_modes.resolve(config, state.discovery)
+    state = replace(state, name=config.name, discovery=record)
+    inputs = RenderInputs(
+        ssh_public_key=public_key,
+        ssh_private_key_path=key_path,
+        discovery_url=record.url if record else None,
+        box_name=box_name(config),
+        box_version=config.update_channel,
+        driver=choose_accel().driver,
+    )
+    return inputs, state
+
+
+def render(config: LabConfig, out_dir: Path | None = None, *, force: bool = False) -> RenderResult:
+    """Render and validate every file, then write them; nothing is written on error."""
+    out = (out_dir or config.directory).resolve()
+    fragments = load_fragments(config)  # the user's files are checked before anything is made
+    state = load_state(config.state_dir)
+    inputs, state = render_inputs(config, state)
+    files = render_lab(config, inputs, fragments)
+    rendered = write_files(out, files, state.rendered, force=force)
+    save_state(config.state_dir, replace(state, rendered=rendered).with_phase("render"))
+    log.info("rendered %d files into %s", len(files), out)
+    return RenderResult(out_dir=out, files=tuple(files), discovery_url=inputs.discovery_url)

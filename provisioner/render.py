@@ -1,0 +1,317 @@
+"""Rendering: typed config in, file texts out.
+
+``render_lab`` is pure: it takes the validated :class:`LabConfig` and the lab's
+inputs (SSH public key, discovery URL) and returns ``{relative path: text}``.
+Every rendered cloud-config is validated with the same validator the guest runs
+(``coreos-cloudinit --validate``) before anything is written.
+
+Output layout (relative to the output directory)::
+
+    Vagrantfile              from Vagrantfile.j2; reads config.rb like coreos-vagrant
+    config.rb                coreos-vagrant knobs ($num_instances, $vm_memory, ...)
+    nodes/<node>/user-data   one cloud-config per node
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.errors import ConfigError, LabError, ValidationError
+from provisioner.guest.cloudinit.validate import Report, validate
+from provisioner.resources import templates_dir, vagrantfile_template
+from provisioner.state import atomic_write
+
+USER_DATA_TEMPLATE = "user-data.j2"
+CONFIG_RB_TEMPLATE = "config.rb.j2"
+FRAGMENT_KEYS = ("write_files", "coreos")
+FRAGMENT_COREOS_KEYS = ("units",)
+
+_PLAIN_SCALAR = re.compile(r"^[A-Za-z0-9_./:@+-][A-Za-z0-9_./:@+,= -]*$")
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """What rendering needs besides the config; kept in lab state so re-renders match."""
+
+    ssh_public_key: str
+    ssh_private_key_path: Path
+    discovery_url: str | None  # None for static bootstrap
+    box_name: str
+    box_version: str
+    driver: str  # "kvm" or "qemu" (TCG)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A user's extra cloud-config: units and write_files merged into nodes."""
+
+    path: Path
+    units: tuple[dict[str, Any], ...]
+    write_files: tuple[dict[str, Any], ...]
+
+
+# --- Jinja filters ----------------------------------------------------------
+
+
+def yaml_str(value: object) -> str:
+    """A YAML scalar for ``value``: plain when unambiguous, else double-quoted."""
+    text = str(value)
+    if _PLAIN_SCALAR.match(text) and not text.endswith(" ") and ": " not in text:
+        loaded = yaml.safe_load(text)
+        if loaded == text:
+            return text
+    return json.dumps(text)
+
+
+def ruby_str(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("#{", "\\#{")
+    return f'"{text}"'
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as ``|`` blocks so rendered units stay readable."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def to_yaml(value: object, indent: int) -> str:
+    text = yaml.dump(value, Dumper=_BlockDumper, default_flow_style=False, sort_keys=False)
+    pad = " " * indent
+    return "\n".join(pad + line if line else line for line in text.rstrip("\n").split("\n"))
+
+
+def _environment(searchpath: Sequence[Path]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(p) for p in searchpath]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - output is YAML/Ruby, not HTML
+    )
+    filters: dict[str, Callable[..., str]] = {
+        "yaml_str": yaml_str,
+        "ruby_str": ruby_str,
+        "to_yaml": to_yaml,
+    }
+    env.filters.update(filters)
+    return env
+
+
+# --- fragments --------------------------------------------------------------
+
+
+def load_fragment(path: Path) -> Fragment:
+    """Read and validate a user's cloud-config fragment; errors name file and line."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read cloud-config fragment: {exc.strerror}", path=str(path)
+        ) from exc
+    errors = [r for r in validate(text) if r.kind == "error"]
+    if errors:
+        raise ValidationError(
+            f"{path}: " + "; ".join(str(r) for r in errors),
+            hint="fix the fragment; `lab validate FILE` shows every entry",
+        )
+    data = yaml.safe_load(text) or {}
+    for key in data:
+        if key not in FRAGMENT_KEYS:
+            raise ConfigError(
+                "only coreos.units and write_files are merged from fragments",
+                path=str(path),
+                key=str(key),
+                hint="put node settings in lab.yaml instead",
+            )
+    coreos = data.get("coreos") or {}
+    for key in coreos:
+        if key not in FRAGMENT_COREOS_KEYS:
+            raise ConfigError(
+                "only coreos.units is merged from fragments",
+                path=str(path),
+                key=f"coreos.{key}",
+                hint="etcd2, fleet and flannel settings come from lab.yaml",
+            )
+    return Fragment(
+        path=path,
+        units=tuple(coreos.get("units") or ()),
+        write_files=tuple(data.get("write_files") or ()),
+    )
+
+
+# --- rendering --------------------------------------------------------------
+
+
+def initial_cluster(config: LabConfig) -> str:
+    return ",".join(f"{n.name}=http://{n.ip}:2380" for n in config.members)
+
+
+def etcd_client_urls(config: LabConfig) -> str:
+    return ",".join(f"http://{n.ip}:2379" for n in config.members)
+
+
+def render_user_data(
+    config: LabConfig,
+    node: NodeSpec,
+    inputs: RenderInputs,
+    fragments: Mapping[Path, Fragment],
+    env: jinja2.Environment | None = None,
+) -> str:
+    env = env or _environment([templates_dir()])
+    chosen = [fragments[p] for p in (*config.cloud_config, *node.cloud_config)]
+    slow = inputs.driver == "qemu"
+    context = {
+        "lab": config,
+        "node": node,
+        "ssh_public_key": inputs.ssh_public_key,
+        "discovery_url": inputs.discovery_url,
+        "initial_cluster": initial_cluster(config),
+        # members talk to their own etcd; workers use the members
+        "fleet_etcd_servers": "http://127.0.0.1:2379"
+        if node.is_member
+        else etcd_client_urls(config),
+        "flannel_config": json.dumps(
+            {"Network": config.flannel.network, "Backend": {"Type": config.flannel.backend}},
+            separators=(",", ":"),
+        ),
+        # under software emulation etcd's default 100 ms heartbeat starves; relax it
+        "etcd_heartbeat_interval": 500 if slow else None,
+        "etcd_election_timeout": 5000 if slow else None,
+        "extra_units": [unit for f in chosen for unit in f.units],
+        "write_files": [entry for f in chosen for entry in f.write_files],
+    }
+    return env.get_template(USER_DATA_TEMPLATE).render(context)
+
+
+def render_config_rb(config: LabConfig, env: jinja2.Environment | None = None) -> str:
+    env = env or _environment([templates_dir()])
+    return env.get_template(CONFIG_RB_TEMPLATE).render(
+        lab=config, serial_log_dir=config.state_dir / "logs"
+    )
+
+
+def render_vagrantfile(config: LabConfig, inputs: RenderInputs) -> str:
+    template = vagrantfile_template()
+    env = _environment([template.parent])
+    nodes = [
+        {
+            "name": node.name,
+            "ip": node.ip,
+            "mac": node.mac,
+            "role": node.role,
+            "user_data_path": f"nodes/{node.name}/user-data",
+            "config_drive_path": str(config.state_dir / "config-drives" / f"{node.name}.iso"),
+        }
+        for node in config.nodes
+    ]
+    return env.get_template(template.name).render(
+        lab=config,
+        nodes=nodes,
+        box_name=inputs.box_name,
+        box_version=inputs.box_version,
+        driver=inputs.driver,
+        cpu_model="qemu64" if inputs.driver == "qemu" else "host-passthrough",
+        network_name=network_name(config),
+        ssh_private_key_path=str(inputs.ssh_private_key_path),
+        serial_log_dir=str(config.state_dir / "logs"),
+    )
+
+
+def network_name(config: LabConfig) -> str:
+    return f"lab-{config.name}"
+
+
+def load_fragments(config: LabConfig) -> dict[Path, Fragment]:
+    """Every cloud-config fragment the lab names, validated."""
+    paths = {*config.cloud_config, *(p for n in config.nodes for p in n.cloud_config)}
+    return {path: load_fragment(path) for path in sorted(paths)}
+
+
+def render_lab(
+    config: LabConfig, inputs: RenderInputs, fragments: Mapping[Path, Fragment] | None = None
+) -> dict[str, str]:
+    """Every file of the lab, validated. Pure apart from reading templates and fragments."""
+    if fragments is None:
+        fragments = load_fragments(config)
+    env = _environment([templates_dir()])
+    files: dict[str, str] = {
+        "Vagrantfile": render_vagrantfile(config, inputs),
+        "config.rb": render_config_rb(config, env),
+    }
+    problems: list[str] = []
+    for node in config.nodes:
+        path = f"nodes/{node.name}/user-data"
+        text = render_user_data(config, node, inputs, fragments, env)
+        reports = [r for r in validate(text) if r.kind == "error" or _is_ours(r)]
+        problems.extend(f"{path}: {r}" for r in reports)
+        files[path] = text
+    if problems:
+        raise ValidationError(
+            "rendered cloud-config is invalid:\n  " + "\n  ".join(problems),
+            hint="check the cloud-config fragments named in lab.yaml",
+        )
+    return files
+
+
+def _is_ours(report: Report) -> bool:
+    """Warnings other than coreos-cloudinit's deprecation notes for etcd2/fleet."""
+    return report.kind == "warning" and "deprecated key" not in report.message
+
+
+# --- writing ----------------------------------------------------------------
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_overwrites(
+    out_dir: Path, files: Mapping[str, str], previous: Mapping[str, str]
+) -> list[str]:
+    """Files the user changed since lab last wrote them (they would be lost)."""
+    edited = []
+    for rel in files:
+        target = out_dir / rel
+        if not target.exists():
+            continue
+        current = sha256_text(target.read_text())
+        if current != previous.get(rel) and current != sha256_text(files[rel]):
+            edited.append(rel)
+    return edited
+
+
+def write_files(
+    out_dir: Path,
+    files: Mapping[str, str],
+    previous: Mapping[str, str],
+    *,
+    force: bool = False,
+) -> dict[str, str]:
+    """Write the rendered files; refuse to clobber edits unless ``force``.
+
+    Returns the new ``{path: sha256}`` record for lab state.
+    """
+    edited = [] if force else check_overwrites(out_dir, files, previous)
+    if edited:
+        raise LabError(
+            f"{out_dir}: these files were edited since lab rendered them: {', '.join(edited)}",
+            hint="keep a copy and re-run with --force to overwrite, or render with --out DIR",
+        )
+    for rel, text in files.items():
+        atomic_write(out_dir / rel, text.encode())
+    return {rel: sha256_text(text) for rel, text in files.items()}

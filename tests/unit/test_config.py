@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import (
+    Overrides,
+    build_config,
+    config_warnings,
+    default_lab_name,
+    load_config,
+    node_mac,
+    quorum_row,
+    quorum_table,
+)
+from provisioner.errors import ConfigError
+
+SEED_METADATA = {
+    "nodes": {
+        "core-01": {"metadata": "compute=web,rack=rack1"},
+        "core-02": {"metadata": {"compute": "web", "rack": "rack2"}},
+        "core-03": {"metadata": "compute=db,rack=rack3"},
+    }
+}
+
+
+def write_lab(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "lab.yaml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_follow_coreos_vagrant(tmp_path: Path) -> None:
+    config = load_config(tmp_path)
+    assert config.num_instances == 3
+    assert [n.name for n in config.nodes] == ["core-01", "core-02", "core-03"]
+    network = config.network
+    assert [n.ip for n in config.nodes] == [
+        str(network.network_address + i) for i in (101, 102, 103)
+    ]
+    assert config.gateway == str(network.network_address + 1)
+    assert all(n.is_member for n in config.nodes)
+    assert config.discovery == "local"
+
+
+def test_flags_override_file(tmp_path: Path) -> None:
+    write_lab(tmp_path, "num_instances: 5\nvm_memory: 1024\n")
+    config = load_config(tmp_path, Overrides(num_instances=2))
+    assert config.num_instances == 2
+    assert config.vm_memory == 1024
+
+
+def test_seed_metadata_example(tmp_path: Path) -> None:
+    config = build_config(SEED_METADATA, tmp_path, Overrides())
+    assert [n.metadata_string for n in config.nodes] == [
+        "compute=web,rack=rack1",
+        "compute=web,rack=rack2",
+        "compute=db,rack=rack3",
+    ]
+
+
+def test_lab_wide_metadata_is_merged_under_node_metadata(tmp_path: Path) -> None:
+    raw = {"metadata": "dc=home,rack=any", "nodes": {"core-02": {"metadata": "rack=r2"}}}
+    config = build_config(raw, tmp_path, Overrides())
+    assert config.node("core-01").metadata_string == "dc=home,rack=any"
+    assert config.node("core-02").metadata_string == "dc=home,rack=r2"
+
+
+def test_workers_after_members(tmp_path: Path) -> None:
+    config = build_config({"num_instances": 5, "etcd_members": 3}, tmp_path, Overrides())
+    assert [n.role for n in config.nodes] == ["member"] * 3 + ["worker"] * 2
+    assert len(config.members) == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"num_instances": 0}, "num_instances", "between 1 and"),
+        ({"vm_memory": 128}, "vm_memory", "minimum of 384"),
+        ({"num_instance": 3}, "num_instance", "did you mean 'num_instances'"),
+        ({"vm_cpus": "two"}, "vm_cpus", "expected int, got str"),
+        ({"enable_serial_logging": "yes"}, "enable_serial_logging", "expected bool"),
+        ({"subnet": "192.168.7.0/26", "num_instances": 3}, "subnet", "too small"),
+        ({"subnet": "8.8.8.0/24"}, "subnet", "not a private range"),
+        ({"subnet": "nonsense"}, "subnet", "invalid subnet"),
+        ({"discovery": "carrier-pigeon"}, "discovery", "unknown discovery mode"),
+        ({"nodes": {"core-09": {}}}, "nodes.core-09", "no such node"),
+        ({"nodes": {"core-01": {"rol": "worker"}}}, "nodes.core-01.rol", "did you mean 'role'"),
+        ({"nodes": {"core-01": {"metadata": "rack"}}}, "nodes.core-01.metadata", "not key=value"),
+        ({"etcd_members": 4}, "etcd_members", "between 1 and the number of nodes"),
+        ({"update_channel": "nightly"}, "update_channel", "unknown channel"),
+        ({"forwarded_ports": {"80": "x"}}, "forwarded_ports.80", "port numbers"),
+        ({"flannel": {"enable": True}}, "flannel.enable", "did you mean 'enabled'"),
+        ({"cloud_config": ["missing.yaml"]}, "cloud_config[0]", "file not found"),
+    ],
+)
+def test_bad_values_name_the_key(
+    tmp_path: Path, raw: dict[str, object], key: str, fragment: str
+) -> None:
+    source = tmp_path / "lab.yaml"
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, tmp_path, Overrides(), source)
+    assert info.value.key == key
+    assert str(source) in str(info.value)
+    assert fragment in str(info.value) + (info.value.hint or "")
+
+
+def test_yaml_error_names_file_and_line(tmp_path: Path) -> None:
+    write_lab(tmp_path, "num_instances: 3\nvm_memory: [1024\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert "lab.yaml: line 3" in str(info.value) or "lab.yaml: line 2" in str(info.value)
+
+
+def test_top_level_must_be_mapping(tmp_path: Path) -> None:
+    write_lab(tmp_path, "- 3\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(tmp_path)
+
+
+def test_explicit_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path, config_file=tmp_path / "nope.yaml")
+
+
+def test_quorum_table() -> None:
+    assert [(r.size, r.majority, r.tolerated) for r in map(quorum_row, (1, 3, 4, 5))] == [
+        (1, 1, 0),
+        (3, 2, 1),
+        (4, 3, 1),
+        (5, 3, 2),
+    ]
+    assert quorum_table().splitlines()[3].split() == ["4", "3", "1"]
+
+
+def test_even_member_count_warns_with_table(tmp_path: Path) -> None:
+    warnings = config_warnings(build_config({"num_instances": 4}, tmp_path, Overrides()))
+    assert len(warnings) == 1
+    assert "4 etcd members tolerate 1 failure(s)" in warnings[0]
+    assert "failures tolerated" in warnings[0]
+    assert config_warnings(build_config({"num_instances": 3}, tmp_path, Overrides())) == []
+
+
+def test_names_and_macs_are_stable_and_distinct(tmp_path: Path) -> None:
+    assert default_lab_name(tmp_path) == default_lab_name(tmp_path)
+    assert default_lab_name(tmp_path) != default_lab_name(tmp_path / "other")
+    macs = {node_mac("lab-a", i) for i in range(1, 51)}
+    assert len(macs) == 50
+    assert all(mac.startswith("52:54:00:") for mac in macs)
