@@ -21,6 +21,7 @@ import click
 
 from provisioner import __version__
 from provisioner.config import Overrides, config_warnings, load_config
+from provisioner.discovery.protocol import DEFAULT_PORT as DISCOVERY_PORT
 from provisioner.errors import LabError
 
 P = ParamSpec("P")
@@ -197,31 +198,57 @@ def discovery() -> None:
     """The etcd discovery service labs bootstrap from (works offline)."""
 
 
+def _discovery_state_dir() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "lab" / "discovery"
+
+
 @discovery.command("serve")
-@click.option("--listen", default="127.0.0.1:9379", show_default=True, help="HOST:PORT to bind.")
+@click.option(
+    "--listen",
+    default=f"127.0.0.1:{DISCOVERY_PORT}",
+    show_default=True,
+    help="HOST:PORT to bind (':PORT' for every interface).",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where tokens are kept (default: ~/.local/state/lab/discovery).",
 )
-@click.option("--public-url", help="Base URL printed in tokens (default: http://LISTEN).")
+@click.option("--public-url", help="Prefix of the URLs /new hands out (default: the URL asked).")
 @handle_errors
 def discovery_serve(listen: str, state_dir: Path | None, public_url: str | None) -> None:
-    """Run the discovery service in the foreground."""
-    from provisioner.discovery.cli import serve
+    """Run the discovery service in the foreground; tokens survive restarts."""
+    from provisioner.discovery import parse_listen, run_service
 
-    serve(listen, state_dir, public_url)
+    run_service(parse_listen(listen), state_dir or _discovery_state_dir(), public_url)
 
 
 @discovery.command("new")
 @click.option("--size", type=int, default=3, show_default=True, help="Expected etcd members.")
-@click.option("--server", default="http://127.0.0.1:9379", show_default=True)
+@click.option("--server", default=f"http://127.0.0.1:{DISCOVERY_PORT}", show_default=True)
 @handle_errors
 def discovery_new(size: int, server: str) -> None:
     """Create a token; prints the discovery URL as the last line."""
-    from provisioner.discovery.cli import new
+    from provisioner.discovery import new_token
 
-    click.echo(new(server, size))
+    click.echo(new_token(server, size))
+
+
+@discovery.command("stop")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The state directory of the service to stop.",
+)
+@handle_errors
+def discovery_stop(state_dir: Path | None) -> None:
+    """Stop a discovery service started in the background."""
+    from provisioner.discovery import stop_daemon
+
+    directory = state_dir or _discovery_state_dir()
+    if not stop_daemon(directory):
+        raise LabError(f"no discovery service is running for {directory}")
 
 
 @main.group()

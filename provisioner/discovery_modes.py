@@ -18,10 +18,11 @@ import urllib.error
 import urllib.request
 
 from provisioner.config import LabConfig
+from provisioner.discovery.protocol import DEFAULT_PORT
 from provisioner.errors import DiscoveryError
 from provisioner.state import DiscoveryRecord
 
-LOCAL_PORT = 9379
+LOCAL_PORT = DEFAULT_PORT
 PUBLIC_SERVICE = "https://discovery.etcd.io"
 
 

@@ -216,6 +216,15 @@ class Keyspace:
         self._history = list(history)[-history_limit:]
         self._history_limit = history_limit
 
+    def copy(self) -> Keyspace:
+        """An independent keyspace with the same nodes, index and history."""
+        return Keyspace(
+            index=self._index,
+            entries=self._entries.values(),
+            history=self._history,
+            history_limit=self._history_limit,
+        )
+
     # -- reading ---------------------------------------------------------
 
     @property
@@ -238,9 +247,24 @@ class Keyspace:
         return self._entries.get(key)
 
     def get(self, key: str) -> Entry:
-        entry = self.lookup(key)
-        if entry is None:
-            raise EtcdError(KEY_NOT_FOUND, clean_key(key), self._index)
+        """The node at ``key``, walking down from the root as etcd does.
+
+        A missing node raises 100 naming the first missing path component;
+        a key below a plain key raises 104 naming that key.
+        """
+        key = clean_key(key)
+        if key == ROOT:
+            return Entry(ROOT, None, 0, 0)
+        walked = ""
+        entry: Entry | None = None
+        for name in key.strip("/").split("/"):
+            if entry is not None and not entry.is_dir:
+                raise EtcdError(NOT_DIR, entry.key, self._index)
+            walked = f"{walked}/{name}"
+            entry = self._entries.get(walked)
+            if entry is None:
+                raise EtcdError(KEY_NOT_FOUND, walked, self._index)
+        assert entry is not None
         return entry
 
     def children(self, key: str, *, hidden: bool = False) -> list[Entry]:

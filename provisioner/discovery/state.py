@@ -63,29 +63,29 @@ def dump_keyspace(keyspace: Keyspace) -> dict[str, Any]:
     }
 
 
+def _parse_document(document: Any) -> tuple[int, list[Entry], list[Event]]:
+    """Index, nodes and history of a state document; KeyError/TypeError when malformed."""
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise TypeError(f"expected a version {FORMAT_VERSION} discovery state object")
+    index = document["index"]
+    if not isinstance(index, int) or index < 0:
+        raise TypeError("index is not a non-negative integer")
+    entries = [_entry_from_json(n) for n in document["nodes"]]
+    history = []
+    for item in document["history"]:
+        action, prev = item["action"], item["prevNode"]
+        if not isinstance(action, str):
+            raise TypeError("event action is not a string")
+        node = _entry_from_json(item["node"])
+        history.append(Event(action, node, None if prev is None else _entry_from_json(prev)))
+    return index, entries, history
+
+
 def parse_keyspace(document: Any, *, source: str = "<state>") -> Keyspace:
     """Rebuild a keyspace from :func:`dump_keyspace` output; bad data raises DiscoveryError."""
     hint = f"move {source} aside to start with an empty discovery keyspace"
     try:
-        if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-            raise TypeError(f"expected a version {FORMAT_VERSION} discovery state object")
-        index = document["index"]
-        if not isinstance(index, int) or index < 0:
-            raise TypeError("index is not a non-negative integer")
-        entries = [_entry_from_json(n) for n in document["nodes"]]
-        history = []
-        for item in document["history"]:
-            prev = item["prevNode"]
-            action = item["action"]
-            if not isinstance(action, str):
-                raise TypeError("event action is not a string")
-            history.append(
-                Event(
-                    action,
-                    _entry_from_json(item["node"]),
-                    None if prev is None else _entry_from_json(prev),
-                )
-            )
+        index, entries, history = _parse_document(document)
     except (KeyError, TypeError) as exc:
         raise DiscoveryError(f"{source}: malformed discovery state: {exc}", hint=hint) from exc
     newest = max([e.modified_index for e in entries] + [ev.index for ev in history], default=0)

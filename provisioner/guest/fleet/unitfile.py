@@ -167,19 +167,9 @@ def parse_unit_file(text: str, *, source: str = "unit file") -> UnitFile:
             index = _skip_continued(lines, index, line)
             continue
         if stripped.startswith("["):
-            end = stripped.find("]")
-            if end == -1:
-                raise UnitFileError(
-                    f"{source}:{lineno}: unable to find end of section",
-                    hint="close the section header with ']'",
-                )
-            garbage = stripped[end + 1 :].strip()
-            if garbage:
-                raise UnitFileError(
-                    f"{source}:{lineno}: found garbage after section name {stripped[1:end]}: "
-                    f"{garbage!r}"
-                )
-            section = stripped[1:end]
+            section = _section_name(stripped, f"{source}:{lineno}")
+            continue
+        if section is None:
             continue
         if "=" not in stripped:
             raise UnitFileError(
@@ -187,17 +177,37 @@ def parse_unit_file(text: str, *, source: str = "unit file") -> UnitFile:
                 hint="every line in a section must look like Name=value",
             )
         name, _, rest = line.partition("=")
-        value_parts: list[str] = []
-        while rest.endswith("\\"):
-            value_parts.append(rest[:-1] + " ")
-            if index >= len(lines):
-                rest = ""
-                break
-            rest = lines[index]
-            index += 1
-        value_parts.append(rest)
-        options.append(UnitOption(section, name.strip(), "".join(value_parts).strip()))
+        value, index = _continued_value(rest, lines, index)
+        options.append(UnitOption(section, name.strip(), value))
     return unit_from_options(options)
+
+
+def _section_name(header: str, where: str) -> str:
+    end = header.find("]")
+    if end == -1:
+        raise UnitFileError(
+            f"{where}: unable to find end of section", hint="close the section header with ']'"
+        )
+    garbage = header[end + 1 :].strip()
+    if garbage:
+        raise UnitFileError(
+            f"{where}: found garbage after section name {header[1:end]}: {garbage!r}"
+        )
+    return header[1:end]
+
+
+def _continued_value(rest: str, lines: list[str], index: int) -> tuple[str, int]:
+    """A value with its backslash continuation lines joined by spaces, trimmed."""
+    parts: list[str] = []
+    while rest.endswith("\\"):
+        parts.append(rest[:-1] + " ")
+        if index >= len(lines):
+            rest = ""
+            break
+        rest = lines[index]
+        index += 1
+    parts.append(rest)
+    return "".join(parts).strip(), index
 
 
 def _skip_continued(lines: list[str], index: int, line: str) -> int:
@@ -274,11 +284,19 @@ def is_recognized_unit_type(name: str) -> bool:
     return any(name.endswith("." + kind) for kind in RECOGNIZED_TYPES)
 
 
+def go_path_base(path: str) -> str:
+    """Go's ``path.Base``."""
+    if not path:
+        return "."
+    trimmed = path.rstrip("/")
+    if not trimmed:
+        return "/"
+    return trimmed.rsplit("/", 1)[-1]
+
+
 def mangle_unit_name(arg: str) -> str:
     """fleetctl's unitNameMangle: base name, ``.service`` appended if no known suffix."""
-    base = arg.rstrip("/").rsplit("/", 1)[-1] if arg.rstrip("/") else "/"
-    if not base:
-        base = "."
+    base = go_path_base(arg)
     return base if is_recognized_unit_type(base) else base + ".service"
 
 

@@ -1,0 +1,213 @@
+"""Make sure libvirt's daemons run and ``qemu:///system`` answers.
+
+Machines without systemd as PID 1 (containers, CI sandboxes) start nothing on
+their own: there ``virtlogd -d`` and ``libvirtd -d`` are started directly. On a
+systemd host the units are started with systemctl.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import libvirt
+
+from provisioner.errors import HostError, WaitTimeout
+from provisioner.hypervisor.libvirt import SYSTEM_URI, connect
+from provisioner.remote.local import LocalRunner
+from provisioner.remote.runner import Runner, describe_failure
+
+DAEMONS = ("virtlogd", "libvirtd")
+DEFAULT_POOL = "default"
+DEFAULT_POOL_PATH = Path("/var/lib/libvirt/images")
+_START_TIMEOUT = 30.0
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """Which libvirt daemons were found running and which this call started."""
+
+    running: tuple[str, ...]
+    started: tuple[str, ...]
+    uri: str
+
+    @property
+    def summary(self) -> str:
+        started = f"; started {', '.join(self.started)}" if self.started else ""
+        return f"{self.uri} answers{started}"
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """The storage pool vagrant-libvirt puts volumes in, and what was done to it."""
+
+    name: str
+    path: Path
+    created: bool
+    started: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.created or self.started
+
+    @property
+    def summary(self) -> str:
+        done = "created" if self.created else "started" if self.started else "active"
+        return f"pool {self.name!r} at {self.path}: {done}"
+
+
+def is_systemd_booted(run_dir: Path = Path("/run/systemd/system")) -> bool:
+    """sd_booted(3): systemd is PID 1 exactly when this directory exists."""
+    return run_dir.is_dir()
+
+
+def running_programs(proc: Path = Path("/proc")) -> frozenset[str]:
+    """Names (``comm``) of every process visible in ``proc``."""
+    names = set()
+    for comm in proc.glob("[0-9]*/comm"):
+        try:
+            names.add(comm.read_text().strip())
+        except OSError:  # the process exited while we looked
+            continue
+    return frozenset(names)
+
+
+def start_commands(missing: tuple[str, ...], *, systemd: bool) -> list[list[str]]:
+    """The commands that start the ``missing`` daemons, in order."""
+    if not missing:
+        return []
+    if systemd:
+        return [["systemctl", "start", *(f"{name}.service" for name in missing)]]
+    return [[name, "-d"] for name in missing]
+
+
+def ensure_daemons(
+    *,
+    start: bool = True,
+    runner: Runner | None = None,
+    uri: str = SYSTEM_URI,
+    timeout: float = _START_TIMEOUT,
+    proc: Path = Path("/proc"),
+) -> DaemonStatus:
+    """Start virtlogd and libvirtd if they are not running; wait until ``uri`` answers.
+
+    With ``start=False`` nothing is started: a missing daemon is a HostError.
+    """
+    runner = runner or LocalRunner()
+    present = running_programs(proc)
+    missing = tuple(name for name in DAEMONS if name not in present)
+    systemd = is_systemd_booted()
+    if missing and not start:
+        commands = "; ".join(" ".join(argv) for argv in start_commands(missing, systemd=systemd))
+        raise HostError(f"not running: {', '.join(missing)}", hint=f"start them: {commands}")
+    for argv in start_commands(missing, systemd=systemd):
+        result = runner.run(argv, timeout=timeout)
+        if result.failed:
+            raise HostError(
+                describe_failure(runner.name, argv, result),
+                hint="check /var/log/libvirt/ and that libvirt-daemon-system is installed",
+            )
+    wait_for_libvirt(uri, timeout=timeout)
+    return DaemonStatus(
+        running=tuple(name for name in DAEMONS if name in present), started=missing, uri=uri
+    )
+
+
+def wait_for_libvirt(uri: str = SYSTEM_URI, *, timeout: float = _START_TIMEOUT) -> None:
+    """Return once a connection to ``uri`` opens; WaitTimeout after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = connect(uri)
+        except HostError as exc:
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    "host",
+                    f"libvirt at {uri} did not answer within {timeout:g}s: {exc}",
+                    hint="start it with `libvirtd -d` (or `systemctl start libvirtd`)",
+                ) from exc
+            time.sleep(_POLL_SECONDS)
+        else:
+            conn.close()
+            return
+
+
+def render_dir_pool_xml(name: str, path: Path) -> str:
+    """A libvirt storage pool of type ``dir`` at ``path``."""
+    return (
+        f"<pool type='dir'>\n  <name>{escape(name)}</name>\n"
+        f"  <target>\n    <path>{escape(str(path))}</path>\n  </target>\n</pool>\n"
+    )
+
+
+def ensure_default_pool(
+    *,
+    create: bool = True,
+    uri: str = SYSTEM_URI,
+    name: str = DEFAULT_POOL,
+    path: Path = DEFAULT_POOL_PATH,
+) -> PoolStatus:
+    """:func:`ensure_storage_pool` on its own connection to ``uri``."""
+    conn = connect(uri)
+    try:
+        return ensure_storage_pool(conn, name, path, create=create)
+    finally:
+        conn.close()
+
+
+def ensure_storage_pool(
+    conn: libvirt.virConnect,
+    name: str = DEFAULT_POOL,
+    path: Path = DEFAULT_POOL_PATH,
+    *,
+    create: bool = True,
+) -> PoolStatus:
+    """Define, build, start and autostart the dir pool ``name`` if it is missing or stopped.
+
+    An existing pool is used wherever it points; only a missing one is created at
+    ``path``. With ``create=False`` nothing is changed: a missing or stopped pool
+    is a HostError.
+    """
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        pool = None
+    if (pool is None or not pool.isActive()) and not create:
+        state = "missing" if pool is None else "not running"
+        raise HostError(
+            f"storage pool {name!r} is {state}",
+            hint=f"run `lab doctor --fix`, or: virsh pool-define-as {name} dir --target {path}"
+            f" && virsh pool-build {name} && virsh pool-start {name}",
+        )
+    created = pool is None
+    if pool is None:
+        try:
+            pool = conn.storagePoolDefineXML(render_dir_pool_xml(name, path), 0)
+            pool.build(0)
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"cannot create storage pool {name!r} at {path}: {exc}",
+                hint=f"create it by hand: virsh pool-define-as {name} dir --target {path}",
+            ) from exc
+    started = not pool.isActive()
+    if started:
+        try:
+            pool.create(0)
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"cannot start storage pool {name!r}: {exc}", hint=f"virsh pool-start {name}"
+            ) from exc
+    if create and not pool.autostart():
+        pool.setAutostart(1)
+    return PoolStatus(
+        name=name, path=Path(_pool_path(pool) or path), created=created, started=started
+    )
+
+
+def _pool_path(pool: libvirt.virStoragePool) -> str | None:
+    root = ET.fromstring(pool.XMLDesc(0))  # noqa: S314 - XML from the local libvirtd
+    return root.findtext("target/path")

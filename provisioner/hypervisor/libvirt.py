@@ -1,0 +1,345 @@
+"""A typed, thin layer over libvirt-python for what a lab needs.
+
+Networks are planned and compared as data (:mod:`provisioner.hypervisor.network`);
+this module only applies them. Domains and volumes are found by the lab's name
+prefix (:mod:`provisioner.hypervisor.naming`), so cleanup works without any state
+file. Pure XML readers live here beside the class that uses them.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import libvirt
+
+from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.hypervisor.naming import network_name, object_prefix
+from provisioner.hypervisor.network import (
+    NetworkSpec,
+    network_conflicts,
+    network_differences,
+    parse_network_xml,
+    render_network_xml,
+)
+
+SYSTEM_URI = "qemu:///system"
+_POLL_SECONDS = 0.5
+
+
+class DomainState(enum.Enum):
+    """libvirt's domain states (virDomainState), by name."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTTING_DOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+
+    @property
+    def is_active(self) -> bool:
+        return self not in (DomainState.SHUTOFF, DomainState.NOSTATE)
+
+
+@dataclass(frozen=True)
+class LabObjects:
+    """Everything of one lab found in libvirt (or removed from it)."""
+
+    domains: tuple[str, ...]
+    volumes: tuple[str, ...]
+    networks: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.domains or self.volumes or self.networks)
+
+
+def _ignore_libvirt_error(_ctx: object, _error: object) -> None:
+    """libvirt prints every error to stderr by default; ours arrive as exceptions."""
+
+
+def connect(uri: str = SYSTEM_URI) -> libvirt.virConnect:
+    """Open ``uri``; HostError with a hint when libvirt does not answer."""
+    libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise HostError(
+            f"cannot connect to libvirt at {uri}: {exc}",
+            hint="start libvirtd (`libvirtd -d`, or `systemctl start libvirtd`)",
+        ) from exc
+
+
+def parse_console_log_path(domain_xml: str) -> Path | None:
+    """The file the first ``<serial type='file'>`` writes to, if any."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - XML from the local libvirtd
+    for serial in root.findall("devices/serial"):
+        source = serial.find("source")
+        if serial.get("type") == "file" and source is not None and source.get("path"):
+            return Path(source.get("path", ""))
+    return None
+
+
+def parse_disk_paths(domain_xml: str) -> tuple[Path, ...]:
+    """Host paths of the domain's file-backed disks (not cdroms)."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - XML from the local libvirtd
+    paths = []
+    for disk in root.findall("devices/disk"):
+        source = disk.find("source")
+        if disk.get("device", "disk") != "disk" or source is None:
+            continue
+        path = source.get("file") or source.get("dev")
+        if path:
+            paths.append(Path(path))
+    return tuple(paths)
+
+
+class LibvirtHost:
+    """Side effects on one libvirt connection. Use as a context manager."""
+
+    def __init__(self, conn: libvirt.virConnect) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, uri: str = SYSTEM_URI) -> LibvirtHost:
+        return cls(connect(uri))
+
+    @property
+    def connection(self) -> libvirt.virConnect:
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> LibvirtHost:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- networks -----------------------------------------------------------
+
+    def find_network(self, name: str) -> NetworkSpec | None:
+        """The network called ``name`` as a spec, or None if it is not defined."""
+        net = self._lookup_network(name)
+        return None if net is None else parse_network_xml(net.XMLDesc(0))
+
+    def ensure_network(self, spec: NetworkSpec) -> bool:
+        """Make ``spec`` exist and run; True if it was created now.
+
+        An existing network of the same name is reused when it matches and is a
+        HostError listing every difference when it does not.
+        """
+        net = self._lookup_network(spec.name)
+        created = net is None
+        if net is None:
+            others = [parse_network_xml(n.XMLDesc(0)) for n in self._conn.listAllNetworks(0)]
+            conflicts = network_conflicts(spec, others)
+            if conflicts:
+                raise HostError(
+                    f"cannot create network {spec.name}: " + "; ".join(conflicts),
+                    hint="choose another subnet for the lab",
+                )
+            try:
+                net = self._conn.networkDefineXML(render_network_xml(spec))
+            except libvirt.libvirtError as exc:
+                raise HostError(f"cannot define network {spec.name}: {exc}") from exc
+        else:
+            differences = network_differences(spec, parse_network_xml(net.XMLDesc(0)))
+            if differences:
+                raise HostError(
+                    f"network {spec.name} exists but differs: " + "; ".join(differences),
+                    hint=f"remove it (`virsh net-destroy {spec.name}; virsh net-undefine"
+                    f" {spec.name}`) or destroy the lab, then retry",
+                )
+        if not net.isActive():
+            try:
+                net.create()
+            except libvirt.libvirtError as exc:
+                raise HostError(
+                    f"cannot start network {spec.name}: {exc}",
+                    hint="another interface may already use the subnet; pick another one",
+                ) from exc
+        return created
+
+    def remove_network(self, name: str) -> bool:
+        """Stop and undefine the network ``name``; False if there was none."""
+        net = self._lookup_network(name)
+        if net is None:
+            return False
+        try:
+            if net.isActive():
+                net.destroy()
+            if net.isPersistent():
+                net.undefine()
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"cannot remove network {name}: {exc}",
+                hint="domains still attached to it must be destroyed first",
+            ) from exc
+        return True
+
+    # -- finding a lab's objects ---------------------------------------------
+
+    def lab_objects(self, lab: str, pool: str = "default") -> LabObjects:
+        """Every domain, volume (in ``pool``) and network that carries ``lab``'s name."""
+        prefix = object_prefix(lab)
+        domains = sorted(d.name() for d in self._conn.listAllDomains(0))
+        networks = sorted(n.name() for n in self._conn.listAllNetworks(0))
+        return LabObjects(
+            domains=tuple(d for d in domains if d.startswith(prefix)),
+            volumes=tuple(v for v in self._volume_names(pool) if v.startswith(prefix)),
+            networks=tuple(n for n in networks if n == network_name(lab) or n.startswith(prefix)),
+        )
+
+    # -- domains ------------------------------------------------------------
+
+    def state(self, domain: str) -> DomainState:
+        state, _reason = self._domain(domain).state()
+        return DomainState(state)
+
+    def start(self, domain: str) -> None:
+        """Boot a defined, shut-off domain; nothing if it already runs."""
+        dom = self._domain(domain)
+        if dom.isActive():
+            return
+        self._call(domain, "start", dom.create)
+
+    def power_off(self, domain: str) -> None:
+        """Pull the plug (virDomainDestroy); nothing if it is already off."""
+        dom = self._domain(domain)
+        if dom.isActive():
+            self._call(domain, "power off", dom.destroy)
+
+    def shutdown(self, domain: str, *, timeout: float) -> None:
+        """Ask the guest to shut down (ACPI) and wait until it is off."""
+        dom = self._domain(domain)
+        if not dom.isActive():
+            return
+        self._call(domain, "shut down", dom.shutdown)
+        deadline = time.monotonic() + timeout
+        while dom.isActive():
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    domain,
+                    f"did not shut down within {timeout:g}s (state {self.state(domain).name})",
+                    hint="power it off instead (virsh destroy)",
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def console_log_path(self, domain: str) -> Path | None:
+        """Where the domain's serial console is logged, if it is logged to a file."""
+        return parse_console_log_path(self._domain(domain).XMLDesc(0))
+
+    def undefine(self, domain: str, *, remove_volumes: bool = True) -> tuple[str, ...]:
+        """Power off and undefine ``domain``, deleting its disks named after it.
+
+        Only volumes whose name starts with the domain's name are deleted (as
+        vagrant-libvirt names them), so a box's base image is never touched. Returns the names of
+        the deleted volumes.
+        """
+        dom = self._domain(domain)
+        if dom.isActive():
+            self._call(domain, "power off", dom.destroy)
+        volumes = []
+        if remove_volumes:
+            for path in parse_disk_paths(dom.XMLDesc(0)):
+                volume = self._volume_by_path(path)
+                if volume is not None and volume.name().startswith(domain):
+                    volumes.append(volume)
+        flags = (
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        )
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError:
+            # Drivers without these features refuse the flags; plain undefine is
+            # then equivalent (there is nothing to drop).
+            self._call(domain, "undefine", dom.undefine)
+        removed = []
+        for volume in volumes:
+            name = volume.name()
+            self._call(domain, f"delete volume {name}", volume.delete, 0)
+            removed.append(name)
+        return tuple(removed)
+
+    def remove_lab(self, lab: str, pool: str = "default") -> LabObjects:
+        """Power off and remove every domain, volume and network of ``lab``."""
+        found = self.lab_objects(lab, pool)
+        volumes: list[str] = []
+        for domain in found.domains:
+            volumes.extend(self.undefine(domain))
+        pool_obj = self._pool(pool)
+        if pool_obj is not None:
+            for name in self.lab_objects(lab, pool).volumes:
+                vol = pool_obj.storageVolLookupByName(name)
+                self._call(lab, f"delete volume {name}", vol.delete, 0)
+                volumes.append(name)
+        for net in found.networks:
+            self.remove_network(net)
+        return LabObjects(found.domains, tuple(sorted(volumes)), found.networks)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _lookup_network(self, name: str) -> libvirt.virNetwork | None:
+        try:
+            return self._conn.networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise HostError(f"cannot look up network {name}: {exc}") from exc
+
+    def _domain(self, name: str) -> libvirt.virDomain:
+        try:
+            return self._conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise NodeError(
+                    name,
+                    "no such libvirt domain",
+                    hint="`virsh list --all` shows what exists; was the lab destroyed?",
+                ) from exc
+            raise HostError(f"cannot look up domain {name}: {exc}") from exc
+
+    def _pool(self, name: str) -> libvirt.virStoragePool | None:
+        try:
+            pool = self._conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        if pool.isActive():
+            pool.refresh(0)
+        return pool
+
+    def _volume_names(self, pool: str) -> list[str]:
+        pool_obj = self._pool(pool)
+        if pool_obj is None or not pool_obj.isActive():
+            return []
+        return sorted(pool_obj.listVolumes())
+
+    def _volume_by_path(self, path: Path) -> libvirt.virStorageVol | None:
+        try:
+            return self._conn.storageVolLookupByPath(str(path))
+        except libvirt.libvirtError:
+            return None
+
+    @staticmethod
+    def _call(what: str, action: str, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except libvirt.libvirtError as exc:
+            raise HostError(f"{what}: cannot {action}: {exc}") from exc

@@ -1,0 +1,115 @@
+"""The real libvirtd (qemu:///system): daemons, storage pool, and an isolated lab network.
+
+Only an isolated network with a unique name is created here, and always removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import HostError
+from provisioner.hypervisor.daemons import (
+    DEFAULT_POOL,
+    ensure_daemons,
+    ensure_default_pool,
+    running_programs,
+)
+from provisioner.hypervisor.libvirt import LibvirtHost
+from provisioner.hypervisor.network import DhcpHost, NetworkSpec, lab_network, parse_network_xml
+
+pytestmark = pytest.mark.integration
+
+DNSMASQ_DIR = Path("/var/lib/libvirt/dnsmasq")
+
+
+def reservations(subnet: str | ipaddress.IPv4Network, names: list[str]) -> list[DhcpHost]:
+    """Node i at .(100+i) with a MAC ending in i."""
+    base = ipaddress.IPv4Network(subnet).network_address
+    return [
+        DhcpHost(name, f"52:54:00:7e:57:{i:02x}", base + 100 + i)
+        for i, name in enumerate(names, start=1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[LibvirtHost]:
+    ensure_daemons(timeout=60)
+    with LibvirtHost.open() as host:
+        yield host
+
+
+@pytest.fixture
+def spec(system: LibvirtHost) -> Iterator[NetworkSpec]:
+    lab = f"it-{uuid.uuid4().hex[:8]}"
+    # A /24 in 10.251.0.0/16 that no other libvirt network uses.
+    taken = [parse_network_xml(n.XMLDesc(0)).subnet for n in system.connection.listAllNetworks(0)]
+    subnet = next(
+        candidate
+        for candidate in ipaddress.IPv4Network("10.251.0.0/16").subnets(new_prefix=24)
+        if not any(candidate.overlaps(t) for t in taken)
+    )
+    made = lab_network(lab, subnet, reservations(subnet, ["core-01", "core-02"]))
+    try:
+        yield made
+    finally:
+        system.remove_network(made.name)
+
+
+def test_daemons_run_and_answer(system: LibvirtHost) -> None:
+    status = ensure_daemons(start=False, timeout=60)
+    assert status.started == ()
+    assert status.running == ("virtlogd", "libvirtd")
+    assert {"virtlogd", "libvirtd"} <= running_programs()
+    assert system.connection.getURI() == "qemu:///system"
+
+
+def test_default_storage_pool_is_active(system: LibvirtHost) -> None:
+    ensure_default_pool()
+    status = ensure_default_pool(create=False)
+    assert not status.changed
+    assert status.name == DEFAULT_POOL
+    assert system.connection.storagePoolLookupByName(DEFAULT_POOL).isActive()
+
+
+def test_isolated_network_lifecycle(system: LibvirtHost, spec: NetworkSpec) -> None:
+    assert system.ensure_network(spec) is True
+    assert system.ensure_network(spec) is False
+    assert system.find_network(spec.name) == spec
+
+    # The bridge carries the host address .1 on the lab subnet.
+    addr = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", spec.bridge],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    assert f"inet {spec.host_address}/24" in addr
+
+    # dnsmasq serves only the static reservations, no DNS, and advertises no router.
+    conf = (DNSMASQ_DIR / f"{spec.name}.conf").read_text()
+    assert f"dhcp-range={spec.host_address},static" in conf
+    assert "port=0" in conf
+    assert "dhcp-option=3\n" in conf
+    hosts = (DNSMASQ_DIR / f"{spec.name}.hostsfile").read_text().split()
+    assert hosts == [f"{h.mac},{h.ip},{h.name}" for h in spec.hosts]
+
+    assert system.remove_network(spec.name) is True
+    assert system.find_network(spec.name) is None
+    gone = subprocess.run(
+        ["ip", "link", "show", spec.bridge], check=False, capture_output=True, text=True, timeout=10
+    )
+    assert gone.returncode != 0
+
+
+def test_existing_network_that_differs_is_refused(system: LibvirtHost, spec: NetworkSpec) -> None:
+    system.ensure_network(spec)
+    smaller = lab_network(spec.name.removeprefix("lab-"), spec.subnet, spec.hosts[:1])
+    with pytest.raises(HostError, match="unexpected DHCP reservation core-02"):
+        system.ensure_network(smaller)

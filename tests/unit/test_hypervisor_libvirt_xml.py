@@ -1,0 +1,59 @@
+"""Reading what a domain's XML says about its console log and disks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.hypervisor.libvirt import DomainState, parse_console_log_path, parse_disk_paths
+
+pytestmark = pytest.mark.unit
+
+# Shaped like what vagrant-libvirt 0.11.2 defines (domain.xml.erb) and libvirt returns.
+DOMAIN = """<domain type='qemu'>
+  <name>lab-demo_core-01</name>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='/var/lib/libvirt/images/lab-demo_core-01.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <source file='/srv/lab/config-drive/core-01.iso'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>
+    <disk type='block' device='disk'>
+      <source dev='/dev/vg/extra'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <serial type='pty'><target port='0'/></serial>
+    <serial type='file'>
+      <source path='/srv/lab/console/core-01.log'/>
+      <target port='1'/>
+    </serial>
+  </devices>
+</domain>"""
+
+
+def test_console_log_is_the_first_file_serial() -> None:
+    assert parse_console_log_path(DOMAIN) == Path("/srv/lab/console/core-01.log")
+
+
+def test_no_file_serial_means_no_console_log() -> None:
+    xml = "<domain><devices><serial type='pty'/></devices></domain>"
+    assert parse_console_log_path(xml) is None
+
+
+def test_disk_paths_skip_cdroms() -> None:
+    assert parse_disk_paths(DOMAIN) == (
+        Path("/var/lib/libvirt/images/lab-demo_core-01.img"),
+        Path("/dev/vg/extra"),
+    )
+
+
+def test_domain_state_activity() -> None:
+    assert DomainState(1) is DomainState.RUNNING
+    assert DomainState.PAUSED.is_active
+    assert not DomainState.SHUTOFF.is_active

@@ -1,0 +1,124 @@
+"""Parsing the console's host key fingerprint block and checking keys against pins."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from provisioner.errors import RemoteError
+from provisioner.remote.hostkeys import (
+    BEGIN_MARKER,
+    END_MARKER,
+    check_host_key,
+    key_type_label,
+    parse_host_key_fingerprints,
+    sha256_fingerprint,
+)
+from provisioner.remote.ssh import disabled_host_key_algorithms
+
+pytestmark = pytest.mark.unit
+
+# A real key and the fingerprint `ssh-keygen -l -f` printed for it.
+PUBLIC_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIFCFlPCGvTIh8TtpIsNuLmJCbkqRWrtePzenEtt+kmLD"
+KEYGEN_LINE = "256 SHA256:yQwDJGZRrh7mH1CtvTnFeg/QIjwaExpoe5iSLJaU204 root@core-01 (ED25519)"
+ED25519_FP = "SHA256:yQwDJGZRrh7mH1CtvTnFeg/QIjwaExpoe5iSLJaU204"
+RSA_FP = "SHA256:" + "A" * 43
+OTHER_FP = "SHA256:" + "B" * 43
+
+
+def block(*lines: str) -> str:
+    return "\n".join([BEGIN_MARKER, *lines, END_MARKER])
+
+
+def test_fingerprint_matches_ssh_keygen() -> None:
+    assert sha256_fingerprint(base64.b64decode(PUBLIC_KEY)) == ED25519_FP
+
+
+def test_parses_a_block() -> None:
+    console = "boot noise\n" + block(KEYGEN_LINE, f"3072 {RSA_FP} root@core-01 (RSA)") + "\nlogin:"
+    assert parse_host_key_fingerprints(console) == {"ED25519": ED25519_FP, "RSA": RSA_FP}
+
+
+def test_tolerates_console_prefixes_carriage_returns_and_missing_comment() -> None:
+    console = "\r\n".join(
+        [
+            f"[   12.5] cloud-init: {BEGIN_MARKER}",
+            f"[   12.5] cloud-init: {KEYGEN_LINE}",
+            f"256 {OTHER_FP} no comment (ECDSA)",
+            f"3072 {RSA_FP} (RSA)",
+            "[   12.6] random: crng init done",
+            f"[   12.7] cloud-init: {END_MARKER}",
+        ]
+    )
+    assert parse_host_key_fingerprints(console) == {
+        "ED25519": ED25519_FP,
+        "ECDSA": OTHER_FP,
+        "RSA": RSA_FP,
+    }
+
+
+def test_no_block_or_unfinished_block_gives_nothing() -> None:
+    assert parse_host_key_fingerprints("just booting\n") == {}
+    assert parse_host_key_fingerprints(f"{BEGIN_MARKER}\n{KEYGEN_LINE}\n") == {}
+
+
+def test_last_complete_block_wins() -> None:
+    first = block(f"256 {OTHER_FP} root@old (ED25519)")
+    second = block(KEYGEN_LINE)
+    assert parse_host_key_fingerprints(first + "\nreboot\n" + second) == {"ED25519": ED25519_FP}
+
+
+def test_empty_block_is_an_error() -> None:
+    with pytest.raises(RemoteError, match="holds no fingerprint"):
+        parse_host_key_fingerprints(block("garbage"))
+
+
+def test_conflicting_lines_are_an_error() -> None:
+    with pytest.raises(RemoteError, match="two different ED25519 keys"):
+        parse_host_key_fingerprints(block(KEYGEN_LINE, f"256 {OTHER_FP} x (ED25519)"))
+
+
+def test_check_accepts_the_pinned_key() -> None:
+    check_host_key("core-01", "ssh-ed25519", base64.b64decode(PUBLIC_KEY), {"ED25519": ED25519_FP})
+
+
+def test_check_refuses_a_changed_key() -> None:
+    with pytest.raises(RemoteError, match="does not match the pinned"):
+        check_host_key(
+            "core-01", "ssh-ed25519", base64.b64decode(PUBLIC_KEY), {"ED25519": OTHER_FP}
+        )
+
+
+def test_check_refuses_an_unpinned_key_type() -> None:
+    with pytest.raises(RemoteError, match="no ED25519 key is pinned"):
+        check_host_key("core-01", "ssh-ed25519", base64.b64decode(PUBLIC_KEY), {"RSA": RSA_FP})
+
+
+@pytest.mark.parametrize(
+    ("wire", "label"),
+    [("ssh-ed25519", "ED25519"), ("ssh-rsa", "RSA"), ("ecdsa-sha2-nistp384", "ECDSA")],
+)
+def test_key_type_labels(wire: str, label: str) -> None:
+    assert key_type_label(wire) == label
+
+
+def test_unknown_key_type_is_refused() -> None:
+    with pytest.raises(RemoteError, match="unsupported SSH host key type"):
+        key_type_label("ssh-ed25519-cert-v01@openssh.com")
+
+
+def test_only_pinned_types_stay_enabled() -> None:
+    disabled = disabled_host_key_algorithms({"RSA": RSA_FP})
+    assert "ssh-ed25519" in disabled
+    assert "ecdsa-sha2-nistp256" in disabled
+    assert not {"rsa-sha2-512", "rsa-sha2-256"} & set(disabled)
+    assert (
+        disabled_host_key_algorithms({"ED25519": ED25519_FP, "ECDSA": OTHER_FP, "RSA": RSA_FP})
+        == []
+    )
+
+
+def test_pins_without_a_usable_type_are_refused() -> None:
+    with pytest.raises(RemoteError, match="no usable pinned host key type"):
+        disabled_host_key_algorithms({"DSA": RSA_FP})
