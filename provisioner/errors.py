@@ -73,3 +73,7 @@ class WaitTimeout(NodeError):  # noqa: N818 - reads as "raise WaitTimeout(node, 
 
 class RemoteError(LabError):
     """A command on a guest could not be run (connection, auth, host key)."""
+
+
+class HostKeyError(RemoteError):
+    """A guest presented a host key that is not the one pinned for it."""

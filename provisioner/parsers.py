@@ -18,6 +18,13 @@ from typing import Any
 from provisioner.errors import RemoteError
 
 _EXCERPT_CHARS = 200
+_KINDS = {
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
 
 # --- helpers ----------------------------------------------------------------
 
@@ -55,7 +62,7 @@ def _dict_field(command: str, obj: Any, key: str, kind: type, default: Any = Non
     value = obj[key]
     # JSON true/false are ints to isinstance; keep the two apart.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _bad_output(command, f"{key!r} is not a {kind.__name__}", json.dumps(obj))
+        raise _bad_output(command, f"{key!r} should be {_KINDS[kind]}", json.dumps(obj))
     return value
 
 
@@ -66,12 +73,12 @@ def _str_list(command: str, obj: Any, key: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")  # noqa: RUF001
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT_SECONDS = {
     "ns": 1e-9,
     "us": 1e-6,
     "µs": 1e-6,
-    "μs": 1e-6,  # noqa: RUF001 - Go accepts both micro signs
+    "μs": 1e-6,
     "ms": 1e-3,
     "s": 1.0,
     "m": 60.0,
@@ -410,7 +417,9 @@ def parse_list_units(stdout: str) -> tuple[FleetUnitState, ...]:
         if machine != _NONE:
             machine_id, _, ip_part = machine.partition("/")
             ip = ip_part or None
-        states.append(FleetUnitState(unit=unit, machine_id=machine_id, ip=ip, active=active, sub=sub))
+        states.append(
+            FleetUnitState(unit=unit, machine_id=machine_id, ip=ip, active=active, sub=sub)
+        )
     return tuple(states)
 
 

@@ -102,6 +102,8 @@ def make_raw_disk(
             "-q",
             "-t",
             "ext4",
+            "-b",
+            "4096",
             "-L",
             FS_LABEL,
             "-U",

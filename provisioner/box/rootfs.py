@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path, PurePosixPath
 
-from provisioner.box import dockerimage
+from provisioner.box import dockerimage, dockerstore
 from provisioner.box.progress import BuildLog
 from provisioner.box.recipe import Recipe
 from provisioner.errors import BoxError, HostError
@@ -220,9 +220,13 @@ def _docker_image(root: Path, name: str, tag: str, busybox_path: str, log: Build
     image = dockerimage.busybox_image(
         binary.read_bytes(), dockerimage.parse_applets(listing), name, tag
     )
+    # docker's store is seeded so the image is there the moment dockerd answers;
+    # the tarball stays for `docker load` should /var/lib/docker ever be wiped.
+    if inside(root, f"/{dockerstore.DOCKER_ROOT}") != root / dockerstore.DOCKER_ROOT:
+        raise BoxError(f"/{dockerstore.DOCKER_ROOT} is a symlink in the image; cannot seed it")
+    dockerstore.seed(root, image)
     stem = dockerimage.tar_file_name(name, tag)
     write_file(root, f"{DOCKER_IMAGES_DIR}/{stem}.tar", image.data)
-    write_file(root, f"{DOCKER_IMAGES_DIR}/{stem}.ref", f"{image.reference}\n".encode())
     log.info(f"docker image {image.reference} ({len(image.data) // 1024} KiB, {image.image_id})")
 
 

@@ -6,7 +6,7 @@ testinfra's own ``paramiko`` backend accepts unknown host keys with a warning
 no command deadline. This backend reads the node's Host block from the lab's
 ssh_config (see :mod:`provisioner.checks.sshconfig`) and
 
-* loads the lab's known_hosts and refuses any key not in it (:class:`HostKeyRefused`),
+* loads the lab's known_hosts and refuses any key not in it (:class:`HostKeyError`),
   before authenticating, so nothing runs on an impostor;
 * authenticates with the IdentityFile only (no agent, no other keys);
 * gives every command a deadline (``read_timeout_sec`` in the host URL).
@@ -26,9 +26,9 @@ from typing import Any
 import paramiko
 from testinfra.backend import base
 
+from provisioner.checks.sshconfig import SSHOptions, ssh_options
 from provisioner.errors import RemoteError, WaitTimeout
 from provisioner.remote.hostkeys import sha256_fingerprint
-from provisioner.checks.sshconfig import SSHOptions, ssh_options
 
 NAME = "lab-paramiko"
 CLASS_PATH = "provisioner.checks.backend.LabParamikoBackend"
@@ -37,7 +37,7 @@ _POLL_SECONDS = 0.02
 _READ_CHUNK = 32768
 
 
-class HostKeyRefused(RemoteError):
+class HostKeyError(RemoteError):
     """The node offered a host key that is not the one pinned in the lab's known_hosts."""
 
 
@@ -54,7 +54,7 @@ class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
         hostname: str,
         key: paramiko.PKey,
     ) -> None:
-        raise HostKeyRefused(
+        raise HostKeyError(
             f"{self._alias}: {hostname} offered host key {key.get_name()}"
             f" {sha256_fingerprint(key.asbytes())}, but {self._known_hosts} has no key"
             " for it; refusing to connect",
@@ -63,10 +63,10 @@ class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
         )
 
 
-def _mismatch(alias: str, known_hosts: Path, exc: paramiko.BadHostKeyException) -> HostKeyRefused:
+def _mismatch(alias: str, known_hosts: Path, exc: paramiko.BadHostKeyException) -> HostKeyError:
     offered = f"{exc.key.get_name()} {sha256_fingerprint(exc.key.asbytes())}"
     pinned = f"{exc.expected_key.get_name()} {sha256_fingerprint(exc.expected_key.asbytes())}"
-    return HostKeyRefused(
+    return HostKeyError(
         f"{alias}: {exc.hostname} offered host key {offered}, but {known_hosts} pins"
         f" {pinned}; refusing to connect",
         hint="someone may be impersonating the node, or it was rebuilt: re-read its"
@@ -102,7 +102,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
             float(read_timeout_sec) if read_timeout_sec is not None else DEFAULT_COMMAND_TIMEOUT
         )
         self._client: paramiko.SSHClient | None = None
-        self._refused: HostKeyRefused | None = None
+        self._refused: HostKeyError | None = None
         self._lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------
@@ -123,7 +123,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
         with self._lock:
             if self._refused is not None:
                 # A refused key stays refused: don't knock again for every check.
-                raise HostKeyRefused(self._refused.message, hint=self._refused.hint)
+                raise HostKeyError(self._refused.message, hint=self._refused.hint)
             if self._client is not None:
                 transport = self._client.get_transport()
                 if transport is not None and transport.is_active():
@@ -132,7 +132,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
                 self._client = None
             try:
                 self._client = self._connect(self.options())
-            except HostKeyRefused as exc:
+            except HostKeyError as exc:
                 self._refused = exc
                 raise
             transport = self._client.get_transport()
@@ -165,7 +165,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
                 auth_timeout=opts.connect_timeout,
                 channel_timeout=opts.connect_timeout,
             )
-        except HostKeyRefused:
+        except HostKeyError:
             client.close()
             raise
         except paramiko.BadHostKeyException as exc:
@@ -185,6 +185,20 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
             transport.set_keepalive(opts.keepalive)
         return client
 
+    def _open_session(self) -> paramiko.Channel:
+        """A session channel, reconnecting once if the connection dropped in between."""
+        last: BaseException | None = None
+        for _attempt in range(2):
+            try:
+                return self._transport().open_session(timeout=self.command_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                last = exc  # nothing started yet, so a new connection is safe
+                self.close()
+        raise RemoteError(
+            f"{self.host.name}: the connection dropped twice before a command could start: {last}",
+            hint="check that the node is up and sshd is running",
+        ) from last
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -200,7 +214,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
 
     def _exec(self, command: bytes) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + self.command_timeout
-        channel = self._transport().open_session(timeout=self.command_timeout)
+        channel = self._open_session()
         try:
             channel.exec_command(command)
             channel.shutdown_write()

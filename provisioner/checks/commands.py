@@ -1,9 +1,11 @@
-"""The guest commands the checks run, as argument lists, and one way to run them."""
+"""The guest commands the checks run (argument lists), running them, and reporting findings."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import pytest
 
 from provisioner.errors import RemoteError
 from provisioner.remote.runner import CommandResult, describe_failure, quote_argv
@@ -44,3 +46,9 @@ def run_ok(host: Any, argv: Sequence[str], *, ok: Sequence[int] = (0,)) -> str:
     if result.rc not in ok:
         raise RemoteError(describe_failure(host.backend.get_hostname(), argv, result))
     return result.stdout
+
+
+def fail_on(problems: Sequence[str]) -> None:
+    """Fail the current check with one line per problem found; pass if there are none."""
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

@@ -28,9 +28,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from provisioner.config import ROLES, LabConfig
+from provisioner.config import ROLES, LabConfig, Role
 from provisioner.errors import ConfigError
 
 FORMAT = 1
@@ -38,8 +38,6 @@ ETCD_CLIENT_PORT = 2379
 MEMBER_UNITS = ("etcd2.service",)
 COMMON_UNITS = ("fleet.service", "ssh.service", "docker.service")
 FLANNEL_UNITS = ("flanneld.service",)
-
-Role = Literal["member", "worker"]
 
 
 @dataclass(frozen=True)

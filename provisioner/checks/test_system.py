@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioner.checks.commands import IS_SYSTEM_RUNNING, LIST_FAILED_UNITS, is_active, run, run_ok
+from provisioner.checks.commands import (
+    IS_SYSTEM_RUNNING,
+    LIST_FAILED_UNITS,
+    fail_on,
+    is_active,
+    run,
+    run_ok,
+)
 from provisioner.checks.expectations import NodeExpectation
 from provisioner.checks.verdicts import (
     failed_unit_problems,
@@ -17,19 +24,16 @@ from provisioner.parsers import parse_is_system_running, parse_systemctl_failed
 def test_expected_units_are_active(host: Any, lab_node: NodeExpectation) -> None:
     # `systemctl is-active` exits non-zero for anything but active; its word says why.
     states = {unit: run(host, is_active(unit)).stdout.strip() for unit in lab_node.units}
-    problems = inactive_unit_problems(states)
-    assert not problems, "\n".join(problems)
+    fail_on(inactive_unit_problems(states))
 
 
 def test_no_failed_units(host: Any) -> None:
     failed = parse_systemctl_failed(run_ok(host, LIST_FAILED_UNITS))
-    problems = failed_unit_problems(failed)
-    assert not problems, "\n".join(problems)
+    fail_on(failed_unit_problems(failed))
 
 
 def test_system_is_running(host: Any) -> None:
     # Exits non-zero unless running; the state word is printed either way.
     state = parse_is_system_running(run(host, IS_SYSTEM_RUNNING).stdout)
     failed = parse_systemctl_failed(run_ok(host, LIST_FAILED_UNITS))
-    problems = system_state_problems(state, failed)
-    assert not problems, "\n".join(problems)
+    fail_on(system_state_problems(state, failed))

@@ -106,7 +106,9 @@ def etcd_leader_problems(statuses: Sequence[EndpointStatus], expected_members: i
             + ", ".join(f"{s.endpoint} says {s.leader_id:x}" for s in statuses)
         )
     elif not leaders <= answering:
-        problems.append(f"the leader {next(iter(leaders)):x} is not among the members that answered")
+        problems.append(
+            f"the leader {next(iter(leaders)):x} is not among the members that answered"
+        )
     terms = {s.raft_term for s in statuses}
     if len(terms) > 1:
         problems.append(

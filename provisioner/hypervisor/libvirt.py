@@ -9,6 +9,7 @@ file. Pure XML readers live here beside the class that uses them.
 from __future__ import annotations
 
 import enum
+import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -100,6 +101,30 @@ def parse_disk_paths(domain_xml: str) -> tuple[Path, ...]:
         if path:
             paths.append(Path(path))
     return tuple(paths)
+
+
+def qemu_unreachable_dir(path: Path) -> Path | None:
+    """The first directory above ``path`` that QEMU (an unprivileged user) cannot enter.
+
+    libvirt hands QEMU disk and cdrom files by path and chowns only the file
+    itself, so every directory above it needs the "others may search" bit
+    (a lab under /root, mode 0700, fails with "Permission denied" at start).
+    Serial log files are opened by libvirt itself and are exempt.
+    """
+    for parent in path.resolve().parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
+def check_qemu_can_open(path: Path) -> None:
+    """HostError naming the blocking directory if QEMU could not open ``path``."""
+    blocked = qemu_unreachable_dir(path)
+    if blocked is not None:
+        raise HostError(
+            f"QEMU cannot reach {path}: {blocked} is not searchable by other users",
+            hint=f"put the lab elsewhere (e.g. under /srv or /var/tmp) or `chmod o+x {blocked}`",
+        )
 
 
 class LibvirtHost:

@@ -6,7 +6,9 @@ Only an isolated network with a unique name is created here, and always removed.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from provisioner.hypervisor.daemons import (
     ensure_default_pool,
     running_programs,
 )
-from provisioner.hypervisor.libvirt import LibvirtHost
+from provisioner.hypervisor.libvirt import DomainState, LibvirtHost, qemu_unreachable_dir
 from provisioner.hypervisor.network import DhcpHost, NetworkSpec, lab_network, parse_network_xml
 
 pytestmark = pytest.mark.integration
@@ -113,3 +115,51 @@ def test_existing_network_that_differs_is_refused(system: LibvirtHost, spec: Net
     smaller = lab_network(spec.name.removeprefix("lab-"), spec.subnet, spec.hosts[:1])
     with pytest.raises(HostError, match="unexpected DHCP reservation core-02"):
         system.ensure_network(smaller)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can search (pytest's tmp_path sits under a 0700 one)."""
+    directory = Path(tempfile.mkdtemp(prefix="lab-it-", dir="/var/tmp"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_qemu_needs_searchable_directories(system: LibvirtHost, shared_dir: Path) -> None:
+    """The rule qemu_unreachable_dir encodes, checked against a real QEMU start."""
+    private = shared_dir / "private"
+    private.mkdir(mode=0o700)
+    iso = private / "drive.iso"
+    iso.write_bytes(b"\0" * 2048 * 16)
+    name = f"lab-it-{uuid.uuid4().hex[:8]}_probe"
+    system.connection.defineXML(
+        f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <cpu mode='custom'><model>qemu64</model></cpu>
+  <devices>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/><source file='{iso}'/>
+      <target dev='hdc' bus='ide'/><readonly/>
+    </disk>
+    <serial type='file'><source path='{private / "console.log"}'/><target port='0'/></serial>
+  </devices>
+</domain>"""
+    )
+    try:
+        assert qemu_unreachable_dir(iso) == private
+        with pytest.raises(HostError, match="Permission denied"):
+            system.start(name)
+        private.chmod(0o711)
+        assert qemu_unreachable_dir(iso) is None
+        system.start(name)
+        assert system.state(name) is DomainState.RUNNING
+        # libvirt opens the console log itself: it exists inside the private dir.
+        assert system.console_log_path(name) == private / "console.log"
+        assert (private / "console.log").exists()
+    finally:
+        system.undefine(name)

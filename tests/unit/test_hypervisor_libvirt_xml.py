@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.hypervisor.libvirt import DomainState, parse_console_log_path, parse_disk_paths
+from provisioner.hypervisor.libvirt import (
+    DomainState,
+    parse_console_log_path,
+    parse_disk_paths,
+    qemu_unreachable_dir,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +62,19 @@ def test_domain_state_activity() -> None:
     assert DomainState(1) is DomainState.RUNNING
     assert DomainState.PAUSED.is_active
     assert not DomainState.SHUTOFF.is_active
+
+
+def test_first_unsearchable_directory_is_found(tmp_path: Path) -> None:
+    top = tmp_path / "open"
+    private = top / "private"
+    target = private / "deep" / "drive.iso"
+    target.parent.mkdir(parents=True)
+    target.write_text("x")
+    for directory in (tmp_path, top, private / "deep"):
+        directory.chmod(0o755)
+    private.chmod(0o700)
+    # tmp_path's own parents may be private too (pytest makes them 0700); only
+    # directories from tmp_path down are under the test's control.
+    assert qemu_unreachable_dir(target) == private
+    private.chmod(0o711)
+    assert qemu_unreachable_dir(target) in (None, *tmp_path.parents)

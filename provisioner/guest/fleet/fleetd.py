@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from provisioner.guest.fleet import VERSION
+from provisioner.guest.fleet.api import FleetApi, listen_fds, serve_activated_sockets
 from provisioner.guest.fleet.config import FleetConfig, load_config, read_machine_id
 from provisioner.guest.fleet.errors import FleetError
 from provisioner.guest.fleet.etcd import EtcdClient, TlsFiles
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGUSR1, on_usr1)
 
+    api_servers = serve_activated_sockets(
+        FleetApi(server.registry, config.token_limit), listen_fds(os.environ, os.getpid())
+    )
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
     try:
         server.start()
     except FleetError as exc:
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(1.0):
         pass
     server.shutdown(purge=True)
+    for api_server in api_servers:
+        api_server.shutdown()
     log.info("fleetd stopped")
     return 0
 

@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.guest.fleet import VERSION
 from provisioner.guest.fleet.errors import RegistryError
 from provisioner.guest.fleet.etcd import (
     EtcdClient,
@@ -397,7 +396,6 @@ def leader_value(machine_id: str) -> str:
 
 __all__ = [
     "DEFAULT_PREFIX",
-    "VERSION",
     "JobRecord",
     "LeaderRecord",
     "Registry",

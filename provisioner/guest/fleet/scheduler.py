@@ -139,11 +139,25 @@ class _Cluster:
         self.tasks.append(EngineTask(UNSCHEDULE, name, machine_id, reason))
 
     def decide(self, job: Job) -> str | None:
-        """Least-loaded machine able to run ``job`` (a Replaces collision is allowed)."""
+        """Least-loaded machine able to run ``job``.
+
+        A Replaces collision is allowed where ``job`` is the replacing unit (the
+        other one is moved away), never where ``job`` itself would be replaced.
+        """
         for agent in self.sorted_agents():
-            if able_to_run(agent, job)[0] != UNSCHEDULE:
+            verdict = able_to_run(agent, job)[0]
+            if verdict == SCHEDULE:
+                return agent.machine.id
+            if verdict == RESCHEDULE and not self._would_be_replaced(agent, job):
                 return agent.machine.id
         return None
+
+    @staticmethod
+    def _would_be_replaced(agent: AgentState, job: Job) -> bool:
+        partner = agent.replace_partner(job)
+        return partner is not None and not any(
+            glob_matches(p, partner) for p in job.requirements.replaces
+        )
 
     def decide_reschedule(self, job: Job, current: str) -> str | None:
         """Least-loaded other machine that can run ``job`` without any collision."""
