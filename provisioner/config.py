@@ -362,6 +362,13 @@ def build_config(
         )
     if merged["vm_cpus"] < 1:
         raise loader.fail("vm_cpus", "must be at least 1")
+    if not merged["enable_serial_logging"]:
+        raise loader.fail(
+            "enable_serial_logging",
+            "lab reads each node's serial console to pin its SSH host keys and to save "
+            "logs on failure, so it cannot be turned off",
+            "remove the key (the consoles go to .lab/logs/<node>.log)",
+        )
     prefix = merged["instance_name_prefix"]
     if not re.match(r"^[a-z][a-z0-9-]{0,20}$", prefix):
         raise loader.fail(

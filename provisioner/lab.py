@@ -43,7 +43,7 @@ def render_inputs(config: LabConfig, state: LabState) -> tuple[RenderInputs, Lab
         ssh_private_key_path=key_path,
         discovery_url=record.url if record else None,
         box_name=box_name(config),
-        box_version=config.update_channel,
+        box_version=None,
         driver=choose_accel().driver,
     )
     return inputs, state

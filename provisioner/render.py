@@ -28,6 +28,9 @@ import yaml
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import ConfigError, LabError, ValidationError
 from provisioner.guest.cloudinit.validate import Report, validate
+from provisioner.hypervisor.naming import network_name
+from provisioner.hypervisor.vagrantfile import VagrantContext, VagrantNode
+from provisioner.hypervisor.vagrantfile import render_vagrantfile as render_vagrantfile_context
 from provisioner.resources import templates_dir, vagrantfile_template
 from provisioner.state import atomic_write
 
@@ -47,7 +50,7 @@ class RenderInputs:
     ssh_private_key_path: Path
     discovery_url: str | None  # None for static bootstrap
     box_name: str
-    box_version: str
+    box_version: str | None
     driver: str  # "kvm" or "qemu" (TCG)
 
 
@@ -205,35 +208,38 @@ def render_config_rb(config: LabConfig, env: jinja2.Environment | None = None) -
     )
 
 
-def render_vagrantfile(config: LabConfig, inputs: RenderInputs) -> str:
-    template = vagrantfile_template()
-    env = _environment([template.parent])
-    nodes = [
-        {
-            "name": node.name,
-            "ip": node.ip,
-            "mac": node.mac,
-            "role": node.role,
-            "user_data_path": f"nodes/{node.name}/user-data",
-            "config_drive_path": str(config.state_dir / "config-drives" / f"{node.name}.iso"),
-        }
-        for node in config.nodes
-    ]
-    return env.get_template(template.name).render(
-        lab=config,
-        nodes=nodes,
+def vagrant_context(config: LabConfig, inputs: RenderInputs) -> VagrantContext:
+    drives = config.state_dir / "config-drives"
+    return VagrantContext(
+        lab_name=config.name,
         box_name=inputs.box_name,
         box_version=inputs.box_version,
-        driver=inputs.driver,
-        cpu_model="qemu64" if inputs.driver == "qemu" else "host-passthrough",
-        network_name=network_name(config),
-        ssh_private_key_path=str(inputs.ssh_private_key_path),
-        serial_log_dir=str(config.state_dir / "logs"),
+        driver="kvm" if inputs.driver == "kvm" else "qemu",
+        cpu_model="host-passthrough" if inputs.driver == "kvm" else "qemu64",
+        network_name=network_name(config.name),
+        network_address=config.subnet,
+        ssh_private_key_path=inputs.ssh_private_key_path,
+        serial_log_dir=config.state_dir / "logs",
+        instance_name_prefix=config.instance_name_prefix,
+        nodes=tuple(
+            VagrantNode(
+                name=node.name,
+                ip=node.ip,
+                mac=node.mac,
+                memory=config.vm_memory,
+                cpus=config.vm_cpus,
+                config_drive_path=drives / f"{node.name}.iso",
+                user_data_path=Path("nodes") / node.name / "user-data",
+            )
+            for node in config.nodes
+        ),
     )
 
 
-def network_name(config: LabConfig) -> str:
-    return f"lab-{config.name}"
+def render_vagrantfile(config: LabConfig, inputs: RenderInputs) -> str:
+    template = vagrantfile_template()
+    env = _environment([template.parent])
+    return render_vagrantfile_context(vagrant_context(config, inputs), env)
 
 
 def load_fragments(config: LabConfig) -> dict[Path, Fragment]:

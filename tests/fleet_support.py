@@ -253,9 +253,10 @@ class FleetCluster:
                 "FLEET_AGENT_TTL": agent_ttl or self.agent_ttl,
                 "FLEET_ENGINE_RECONCILE_INTERVAL": str(self.reconcile_interval),
                 "FLEET_PUBLIC_IP": public_ip,
-                "FLEET_METADATA": ",".join(f"{k}={v}" for k, v in meta.items()),
             }
         )
+        if metadata is not None:
+            env["FLEET_METADATA"] = ",".join(f"{k}={v}" for k, v in meta.items())
         argv = [
             str(GUEST_PYTHON),
             "-m",

@@ -79,7 +79,7 @@ def tree_hash(root: Path) -> str:
     for path in sorted(entries, key=lambda p: p.relative_to(root).as_posix()):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
-            digest.update(f"L {rel} -> {os.readlink(path)}\0".encode())
+            digest.update(f"L {rel} -> {path.readlink()}\0".encode())
             continue
         mode = path.stat().st_mode
         digest.update(f"F {rel} {'x' if mode & 0o111 else '-'}\0".encode())
@@ -226,7 +226,7 @@ def remove_tree(path: Path) -> None:
     for point in mounts_under(path):
         subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
     if mounts_under(path):
-        raise BoxError(f"cannot unmount everything below {path}", hint=f"umount it by hand")
+        raise BoxError(f"cannot unmount everything below {path}", hint="umount it by hand")
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

@@ -97,7 +97,7 @@ def extract_layer(layer: bytes, target: Path) -> int:
             else:
                 raise ValueError(f"unsupported entry type for {member.name!r} in layer")
             os.chown(path, member.uid, member.gid)
-            os.chmod(path, member.mode)
+            path.chmod(member.mode)
     return size
 
 
@@ -118,11 +118,11 @@ def seed(root: Path, image: DockerImageTar) -> SeededImage:
         (meta / "imagedb" / "content" / "sha256", 0o700),
         (meta / "imagedb" / "metadata" / "sha256", 0o700),
         (meta / "layerdb" / "sha256", 0o700),
-        (overlay, 0o710),
+        (overlay, 0o710),  # docker's own modes
         (overlay / "l", 0o700),
     ):
         folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, mode)
+        folder.chmod(mode)
     (meta / "imagedb" / "content" / "sha256" / image_hex).write_bytes(config)
     cid = cache_id(image.layer_diff_id)
     link = short_id(image.layer_diff_id)
@@ -130,9 +130,9 @@ def seed(root: Path, image: DockerImageTar) -> SeededImage:
     if layer_dir.exists():
         raise ValueError(f"layer {cid} is already in {overlay}")
     (layer_dir / "diff").mkdir(parents=True)
-    os.chmod(layer_dir, 0o710)
+    layer_dir.chmod(0o710)
     content_size = extract_layer(layer, layer_dir / "diff")
-    os.chmod(layer_dir / "diff", 0o755)
+    (layer_dir / "diff").chmod(0o755)
     (layer_dir / "link").write_text(link)
     (overlay / "l" / link).symlink_to(f"../{cid}/diff")
     layerdb = meta / "layerdb" / "sha256" / diff_hex

@@ -94,7 +94,8 @@ def module_file(source: Path, module: str) -> Path | None:
 
 
 def plan(source: Path, install: GuestInstall) -> GuestPlan:
-    commands, missing = [], []
+    commands: list[tuple[str, str]] = []
+    missing: list[tuple[str, str]] = []
     for command, target in install.commands:
         module = target.partition(":")[0]
         (commands if module_file(source, module) else missing).append((command, target))
@@ -102,7 +103,8 @@ def plan(source: Path, install: GuestInstall) -> GuestPlan:
     for path in sorted(source.glob("*/units/*")):
         if path.is_file() and path.name.endswith(UNIT_SUFFIXES):
             text = path.read_text(encoding="utf-8")
-            units.append(UnitFile(path.name, path, can_enable(path.name, text)))
+            enable = can_enable(path.name, text) and path.name not in install.leave_disabled
+            units.append(UnitFile(path.name, path, enable))
     return GuestPlan(tuple(commands), tuple(missing), tuple(units))
 
 
@@ -117,7 +119,9 @@ def wrapper_script(command: str, target: str) -> str:
     )
 
 
-def install(root: Path, install: GuestInstall, log: BuildLog, source: Path | None = None) -> GuestPlan:
+def install(
+    root: Path, install: GuestInstall, log: BuildLog, source: Path | None = None
+) -> GuestPlan:
     """Copy the guest package, write command wrappers, install and enable units."""
     src = source or guest_source()
     decided = plan(src, install)

@@ -77,7 +77,7 @@ def vagrant_home(environ: dict[str, str] | None = None) -> Path:
 
 
 def vagrant_box_dir(name: str, version: str = "0", home: Path | None = None) -> Path:
-    """Where Vagrant keeps an added box (``boxes/<name with / as -VAGRANTSLASH->/<ver>/libvirt``)."""
+    """Where Vagrant keeps an added box: ``boxes/<name, / as -VAGRANTSLASH->/<ver>/libvirt``."""
     base = home or vagrant_home()
     return base / "boxes" / name.replace("/", "-VAGRANTSLASH-") / version / "libvirt"
 

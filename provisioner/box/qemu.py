@@ -22,9 +22,9 @@ from pathlib import Path
 from types import TracebackType
 
 from provisioner.accel import AccelChoice, choose_accel
-from provisioner.box.hostkeys import HostKey, pinned_keys
 from provisioner.configdrive import build_config_drive
 from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.remote.hostkeys import parse_host_key_fingerprints
 
 QEMU = "qemu-system-x86_64"
 
@@ -199,9 +199,10 @@ class QemuGuest:
         waiting_for = f"the SSH banner on 127.0.0.1:{self.ssh_port}"
         while time.monotonic() < deadline:
             self._check_alive(waiting_for)
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.ssh_port), timeout=2
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.ssh_port), timeout=2) as sock,
+            ):
                 sock.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
                 if sock.recv(64).startswith(b"SSH-"):
                     return time.monotonic() - self.started_at
@@ -212,13 +213,13 @@ class QemuGuest:
             hint=f"console log: {self.console_log}",
         )
 
-    def wait_for_host_keys(self, timeout: float) -> tuple[HostKey, ...]:
-        """Wait for the host keys (with matching fingerprints) on the serial console."""
+    def wait_for_host_keys(self, timeout: float) -> dict[str, str]:
+        """Wait for the host key fingerprints on the console (``{"ED25519": "SHA256:.."}``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            keys = pinned_keys(self.console_text())
-            if keys:
-                return keys
+            pins = parse_host_key_fingerprints(self.console_text())
+            if pins:
+                return pins
             self._check_alive("the SSH host keys on the console")
             time.sleep(0.5)
         raise WaitTimeout(

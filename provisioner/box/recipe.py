@@ -88,6 +88,8 @@ class GuestInstall:
     python_dir: str = "/usr/lib/python3/dist-packages"
     unit_dir: str = "/usr/lib/systemd/system"
     commands: tuple[tuple[str, str], ...] = ()  # (command name, "module:function")
+    # units installed but not enabled although they have [Install]: cloud-config starts them
+    leave_disabled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,9 @@ class _Checker:
         for item in value:
             if not isinstance(item, str) or item not in allowed:
                 close = difflib.get_close_matches(str(item), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
+                )
                 raise self.fail(_join(key, str(item)), "unknown key", hint)
         return value
 
@@ -345,7 +349,7 @@ def _parse_images(check: _Checker, raw: Any) -> tuple[DockerImage, ...]:
 
 
 def _parse_guest(check: _Checker, raw: Any) -> GuestInstall:
-    data = check.mapping(raw, "guest", ("python_dir", "unit_dir", "commands"))
+    data = check.mapping(raw, "guest", ("python_dir", "unit_dir", "commands", "leave_disabled"))
     default = GuestInstall()
     commands_raw = data.get("commands") or {}
     if not isinstance(commands_raw, Mapping):
@@ -363,6 +367,7 @@ def _parse_guest(check: _Checker, raw: Any) -> GuestInstall:
         python_dir=check.absolute(data.get("python_dir", default.python_dir), "guest.python_dir"),
         unit_dir=check.absolute(data.get("unit_dir", default.unit_dir), "guest.unit_dir"),
         commands=tuple(commands),
+        leave_disabled=check.strings(data.get("leave_disabled"), "guest.leave_disabled", _UNIT_RE),
     )
 
 

@@ -46,7 +46,7 @@ def inside(root: Path, path: str | PurePosixPath) -> Path:
             hops += 1
             if hops > _MAX_LINKS:
                 raise BoxError(f"too many symlinks resolving {path} in {root}")
-            target = PurePosixPath(os.readlink(candidate))
+            target = PurePosixPath(candidate.readlink())
             rest = [p for p in target.parts if p not in ("", ".")]
             if target.is_absolute():
                 current = root
@@ -65,7 +65,7 @@ def write_file(root: Path, path: str, data: bytes, mode: int = 0o644) -> Path:
         target.unlink()
     tmp = target.with_name(f".{target.name}.lab-tmp")
     tmp.write_bytes(data)
-    os.chmod(tmp, mode)
+    tmp.chmod(mode)
     os.chown(tmp, 0, 0)
     tmp.replace(target)
     return target
@@ -99,7 +99,7 @@ def copy_overlay(source: Path, root: Path) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.is_symlink() or target.is_file():
                     target.unlink()
-                target.symlink_to(os.readlink(item))
+                target.symlink_to(item.readlink())
                 os.lchown(target, 0, 0)
             else:
                 mode = 0o755 if item.stat().st_mode & 0o111 else 0o644
@@ -164,11 +164,8 @@ def _initramfs(recipe: Recipe, root: Path, log: BuildLog) -> None:
         b"MODULES=list\n",
     )
     modules = "".join(f"{name}\n" for name in recipe.initramfs_modules)
-    write_file(
-        root,
-        "/etc/initramfs-tools/modules",
-        f"# Modules the initramfs needs to find the root disk (lab box recipe).\n{modules}".encode(),
-    )
+    header = "# Modules the initramfs needs to find the root disk (lab box recipe).\n"
+    write_file(root, "/etc/initramfs-tools/modules", (header + modules).encode())
     log.chroot(root, "update-initramfs", "-u", "-k", "all", what="update-initramfs")
     for stale in inside(root, "/boot").glob("*.dpkg-bak"):
         stale.unlink()
@@ -319,8 +316,8 @@ def clean(root: Path, log: BuildLog | None = None) -> None:
             (Path(dirpath) / name).unlink()
             removed += 1
     write_file(root, "/etc/machine-id", b"", 0o444)
-    for folder in ("/var/lib/apt/lists/partial", "/var/cache/apt/archives/partial"):
-        inside(root, folder).mkdir(parents=True, exist_ok=True)
+    for partial in ("/var/lib/apt/lists/partial", "/var/cache/apt/archives/partial"):
+        inside(root, partial).mkdir(parents=True, exist_ok=True)
     if log is not None:
         log.info(f"cleaned: {removed} cache/log/identity entries removed, machine-id emptied")
 
@@ -337,11 +334,7 @@ def hygiene_problems(root: Path) -> list[str]:
     if keys:
         problems.append(f"SSH host keys present: {', '.join(k.name for k in keys)}")
     for folder in ("/var/cache/apt", "/var/lib/apt/lists"):
-        leftovers = [
-            p
-            for p in inside(root, folder).rglob("*")
-            if p.is_file() and p.name != "lock"
-        ]
+        leftovers = [p for p in inside(root, folder).rglob("*") if p.is_file() and p.name != "lock"]
         if leftovers:
             problems.append(f"{folder} is not empty ({len(leftovers)} files)")
     if inside(root, "/usr/sbin/policy-rc.d").exists():

@@ -15,6 +15,7 @@ Built on python-vagrant. Every command:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,6 +34,7 @@ DEFAULT_DESTROY_TIMEOUT = 300.0
 DEFAULT_QUERY_TIMEOUT = 120.0
 INTERRUPT_GRACE = 60.0
 _TAIL_LINES = 15
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # progress bars redraw with ESC[K
 _HEADER = "=== "  # starts the line the log gets before each command
 
 T = TypeVar("T")
@@ -61,7 +63,8 @@ def vagrant_env(
 
 def log_tail(text: str, lines: int = _TAIL_LINES) -> str:
     """The last ``lines`` non-empty lines of a command's output, progress bars dropped."""
-    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    plain = _ANSI.sub("", text)
+    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in plain.split("\n")]
     useful = [line for line in kept if line.strip() and not line.startswith(_HEADER)]
     return "\n".join(useful[-lines:])
 

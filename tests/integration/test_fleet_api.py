@@ -149,3 +149,30 @@ def test_api_answers_with_fleet_errors(cluster: FleetCluster) -> None:
     assert body["machines"] == [{"id": one.machine_id, "primaryIP": one.public_ip, "metadata": {}}]
     assert call(one, "DELETE", "/units/ok.service") == (204, None)
     assert call(one, "DELETE", "/units/ok.service")[0] == 404
+
+
+def test_fd_forward_carries_an_api_request(cluster: FleetCluster) -> None:
+    import subprocess
+
+    from tests.fleet_support import guest_env
+
+    one = cluster.start_machine("one", api_socket=True)
+    request = b"GET /fleet/v1/machines HTTP/1.0\r\nHost: fleet\r\n\r\n"
+    result = subprocess.run(
+        [
+            str(GUEST_PYTHON),
+            "-m",
+            "provisioner.guest.fleet.fleetctl",
+            "fd-forward",
+            str(one.socket_path),
+        ],
+        input=request,
+        env=guest_env(),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body)["machines"][0]["id"] == one.machine_id

@@ -147,3 +147,10 @@ def test_names_and_macs_are_stable_and_distinct(tmp_path: Path) -> None:
     macs = {node_mac("lab-a", i) for i in range(1, 51)}
     assert len(macs) == 50
     assert all(mac.startswith("52:54:00:") for mac in macs)
+
+
+def test_serial_logging_cannot_be_disabled(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"enable_serial_logging": False}, tmp_path, Overrides())
+    assert info.value.key == "enable_serial_logging"
+    assert "pin its SSH host keys" in str(info.value)

@@ -121,9 +121,9 @@ def test_list_machines_columns_sorting_and_placeholders() -> None:
 
 
 def test_field_errors_use_fleets_messages() -> None:
-    with pytest.raises(FieldError, match="^Must define output format$"):
+    with pytest.raises(FieldError, match=r"^Must define output format$"):
         parse_fields("", LIST_UNITS_FIELDS)
-    with pytest.raises(FieldError, match='^Invalid key in output format: "nope"$'):
+    with pytest.raises(FieldError, match=r'^Invalid key in output format: "nope"$'):
         parse_fields("unit,nope", LIST_UNITS_FIELDS)
     assert sorted(LIST_UNITS_FIELDS) == ["active", "hash", "load", "machine", "sub", "unit"]
     assert sorted(LIST_UNIT_FILES_FIELDS) == [

@@ -121,9 +121,7 @@ def test_unit_name_info_for_plain_template_and_instance_names() -> None:
 def test_specifiers_expand_with_the_instance_name() -> None:
     info = unit_name_info("web@8080.service")
     assert info is not None
-    assert expand_specifiers("%n|%N|%p|%i|%m", info) == (
-        "web@8080.service|web@8080|web|8080|%m"
-    )
+    assert expand_specifiers("%n|%N|%p|%i|%m", info) == ("web@8080.service|web@8080|web|8080|%m")
 
 
 @pytest.mark.parametrize(

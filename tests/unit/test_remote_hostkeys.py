@@ -27,6 +27,30 @@ RSA_FP = "SHA256:" + "A" * 43
 OTHER_FP = "SHA256:" + "B" * 43
 
 
+# Captured from the serial console of the project's box on its first boot
+# (lab-ssh-host-keys.service prints both blocks; keys are made with an empty comment).
+BOX_CONSOLE = "\n".join(
+    [
+        "[  OK  ] Finished lab-ssh-host-keys.service - Make SSH host keys and show their"
+        " fingerprints.",
+        "",
+        "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+        "256 SHA256:O0oS3QlA+dlb/H44z+PVRx8VCtKdilx5tUfojzR55wk no comment (ECDSA)",
+        "256 SHA256:kBQCTgxHPu8N9IL99QSWt1h8GiA4emhk2jx4fEVdqoQ no comment (ED25519)",
+        "-----END SSH HOST KEY FINGERPRINTS-----",
+        "-----BEGIN SSH HOST KEY KEYS-----",
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBL/uV/Jaf+q1NBgng"
+        "+bJxF7aC6x2JREbDplExomjnqdj6SLIApnCYlj50IgQS1HYD5+KTFFlYm36T3zRSUXZlNA= ",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO3L95tQszJa686YeIgJ/kvkydKzTuirQ+JxrT1Z5BI8 ",
+        "-----END SSH HOST KEY KEYS-----",
+        "",
+        "Debian GNU/Linux 12 localhost ttyS0",
+        "",
+        "localhost login: ",
+    ]
+)
+
+
 def block(*lines: str) -> str:
     return "\n".join([BEGIN_MARKER, *lines, END_MARKER])
 
@@ -38,6 +62,15 @@ def test_fingerprint_matches_ssh_keygen() -> None:
 def test_parses_a_block() -> None:
     console = "boot noise\n" + block(KEYGEN_LINE, f"3072 {RSA_FP} root@core-01 (RSA)") + "\nlogin:"
     assert parse_host_key_fingerprints(console) == {"ED25519": ED25519_FP, "RSA": RSA_FP}
+
+
+def test_parses_the_box_console_and_matches_its_public_keys() -> None:
+    pins = parse_host_key_fingerprints(BOX_CONSOLE)
+    assert set(pins) == {"ECDSA", "ED25519"}
+    for line in BOX_CONSOLE.splitlines():
+        if line.startswith(("ssh-ed25519 ", "ecdsa-sha2-nistp256 ")):
+            wire, blob = line.split()[:2]
+            check_host_key("core-01", wire, base64.b64decode(blob), pins)
 
 
 def test_tolerates_console_prefixes_carriage_returns_and_missing_comment() -> None:

@@ -54,6 +54,11 @@ class Machine:
     host: Host
 
 
+def machine_path(path: str) -> str:
+    """``path`` made absolute and normalised; ``..`` cannot climb above ``/``."""
+    return "/" + posixpath.normpath("/" + path).lstrip("/")
+
+
 class FileWriter:
     """Writes files under a root, atomically and only when something differs.
 
@@ -66,7 +71,7 @@ class FileWriter:
 
     def path(self, path: str) -> Path:
         """``path`` (absolute in the machine) under the root, without escaping it."""
-        return self.root / posixpath.normpath("/" + path).lstrip("/")
+        return self.root / machine_path(path).lstrip("/")
 
     def read(self, path: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -297,9 +302,7 @@ def _write_user_file(run: _Run, item: File) -> None:
 
 
 def _apply_environment(run: _Run, config: CloudConfig, addresses: Addresses) -> None:
-    if any(
-        posixpath.normpath("/" + item.path) == "/etc/environment" for item in config.write_files
-    ):
+    if any(machine_path(item.path) == "/etc/environment" for item in config.write_files):
         return
     values = addresses.environment()
     if not values:

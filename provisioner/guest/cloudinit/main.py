@@ -57,7 +57,7 @@ from provisioner.guest.cloudinit.userdata import (
 )
 from provisioner.guest.cloudinit.validate import validate
 
-log = logging.getLogger("coreos-cloudinit")
+log = logging.getLogger(__name__)
 
 SOURCE_TIMEOUT = 300.0
 
@@ -120,12 +120,12 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 
 def configure_logging() -> None:
-    """Log lines like Go's ``log`` package: ``YYYY/MM/DD HH:MM:SS message`` on stderr."""
+    """Log like Go's ``log`` package: ``YYYY/MM/DD HH:MM:SS message`` lines on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y/%m/%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    package = logging.getLogger("provisioner.guest.cloudinit")
+    package.handlers[:] = [handler]
+    package.setLevel(logging.INFO)
 
 
 def first_local_ipv4() -> str:
@@ -209,13 +209,14 @@ def _apply(
         return
     if kind is Format.UNKNOWN:
         raise CloudInitError("Unrecognized user-data format")
+    if kind is Format.EMPTY and metadata == Metadata():
+        log.info("No user-data or metadata provided by the datasource.")
+        return
     addresses = resolve_addresses(metadata.addresses, environ, local_ipv4())
     substituted = substitute(text, addresses.substitutions())
     config = CloudConfig()
     if kind is Format.CLOUD_CONFIG:
         config = parse_cloud_config(substituted)
-    elif kind is Format.EMPTY:
-        log.info("No user-data provided by the datasource")
     changed = apply_cloud_config(
         with_metadata(config, metadata), machine, addresses, ssh_key_name=options.ssh_key_name
     )

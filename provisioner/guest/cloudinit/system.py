@@ -11,7 +11,6 @@ running system.
 from __future__ import annotations
 
 import fcntl
-import grp
 import logging
 import socket
 import struct
@@ -93,6 +92,10 @@ class Host(Protocol):
 
 
 def _run(args: list[str], *, stdin: str | None = None) -> None:
+    shown = " ".join(
+        "***" if previous == "--password" else arg
+        for previous, arg in zip(["", *args], args, strict=False)
+    )
     try:
         subprocess.run(args, input=stdin, check=True, capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
@@ -100,10 +103,10 @@ def _run(args: list[str], *, stdin: str | None = None) -> None:
             f"{args[0]} is not installed", hint=f"install the package providing {args[0]}"
         ) from None
     except subprocess.TimeoutExpired:
-        raise ApplyError(f"{' '.join(args)} did not finish within 120 s") from None
+        raise ApplyError(f"{shown} did not finish within 120 s") from None
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or exc.stdout or "").strip()
-        raise ApplyError(f"{' '.join(args)} failed (exit {exc.returncode}): {detail}") from None
+        raise ApplyError(f"{shown} failed (exit {exc.returncode}): {detail}") from None
 
 
 class SystemctlSystemd:
@@ -216,15 +219,17 @@ class SystemUsers:
 
     def resolve_owner(self, owner: str) -> tuple[int, int]:
         user, _, group = owner.partition(":")
-        uid = gid = -1
-        if user:
-            account = self.lookup(user) if not user.isdigit() else None
-            if account is None and not user.isdigit():
-                raise ApplyError(f"unknown user {user!r} in owner {owner!r}")
-            uid = account.uid if account is not None else int(user)
-        if group:
-            gid = self._group_id(group, owner)
+        uid = self._user_id(user, owner) if user else -1
+        gid = self._group_id(group, owner) if group else -1
         return uid, gid
+
+    def _user_id(self, user: str, owner: str) -> int:
+        if user.isdigit():
+            return int(user)
+        account = self.lookup(user)
+        if account is None:
+            raise ApplyError(f"unknown user {user!r} in owner {owner!r}")
+        return account.uid
 
     def _group_id(self, group: str, owner: str) -> int:
         if group.isdigit():
@@ -232,11 +237,6 @@ class SystemUsers:
         for row in _read_table(self.root / "etc/group"):
             if len(row) >= 3 and row[0] == group:
                 return int(row[2])
-        if self.live:
-            try:
-                return grp.getgrnam(group).gr_gid
-            except KeyError:
-                pass
         raise ApplyError(f"unknown group {group!r} in owner {owner!r}")
 
 

@@ -10,7 +10,10 @@ drop-in names must be names systemd accepts, and unit/drop-in ``content`` must
 parse as a systemd unit file.
 
 Line numbers are 1-based lines of the whole user-data (the header is line 1)
-and point at the offending key or list item.
+and point at the offending key or list item. A YAML syntax error is reported
+at the line coreos-cloudinit prints for it: the mark of libyaml's error as
+go-yaml passes it on (0-based, so often the line before the problem), or line
+1 when there is none.
 """
 
 from __future__ import annotations
@@ -76,10 +79,10 @@ def is_ignition(text: str) -> bool:
 
 def validate(text: str) -> list[Report]:
     """Validate user-data; the entries sorted by line (rule order within a line)."""
-    if not text or is_script(text) or is_ignition(text):
+    if not text or is_script(text):
         return []
     if not is_cloud_config(text):
-        return [Report(1, "error", HEADER_MESSAGE)]
+        return [] if is_ignition(text) else [Report(1, "error", HEADER_MESSAGE)]
     try:
         root = parse(text)
     except YamlSyntaxError as exc:
@@ -163,7 +166,7 @@ def _yaml_kind(node: Node) -> str:
     return {Kind.SEQ: "!!seq", Kind.MAP: "!!map"}.get(node.kind, "!!" + node.kind.value)
 
 
-def check_discovery_url(config: _Item, emit: Emit) -> None:
+def _check_discovery_url(config: _Item, emit: Emit) -> None:
     """``coreos.etcd.discovery`` must parse as a request URI (legacy etcd only)."""
     item = config.path("coreos", "etcd", "discovery")
     if item is None:
@@ -192,7 +195,7 @@ def _is_request_uri(text: str) -> bool:
     return True
 
 
-def check_encoding(config: _Item, emit: Emit) -> None:
+def _check_encoding(config: _Item, emit: Emit) -> None:
     """``write_files[].content`` must decode with the file's ``encoding``."""
     for item in config.list_items("write_files"):
         encoding = item.child("encoding")
@@ -243,7 +246,7 @@ def _gunzip(content: bytes) -> bytes:
         raise ValueError(f"invalid gzip data: {exc}") from exc
 
 
-def check_structure(config: _Item, emit: Emit) -> None:
+def _check_structure(config: _Item, emit: Emit) -> None:
     """Unknown keys, deprecated keys and values of the wrong type."""
     _check_node_structure(config, schema.CLOUD_CONFIG, emit)
 
@@ -277,7 +280,7 @@ def _check_node_structure(item: _Item, want: Type, emit: Emit) -> None:
             _check_node_structure(child, want.elem, emit)
 
 
-def check_validity(config: _Item, emit: Emit) -> None:
+def _check_validity(config: _Item, emit: Emit) -> None:
     """Values of fields with a pattern (unit commands, reboot strategy, ...) match it."""
     _check_node_validity(config, schema.CLOUD_CONFIG, "", emit)
 
@@ -300,7 +303,7 @@ def _check_node_validity(item: _Item, want: Type, valid: str, emit: Emit) -> Non
             _check_node_validity(child, want.elem, valid, emit)
 
 
-def check_write_files(config: _Item, emit: Emit) -> None:
+def _check_write_files(config: _Item, emit: Emit) -> None:
     """Files cannot be written under ``/usr`` (read-only on Container Linux)."""
     for item in config.list_items("write_files"):
         path = item.child("path")
@@ -311,14 +314,14 @@ def check_write_files(config: _Item, emit: Emit) -> None:
             emit(Report(path.line, "error", "file cannot be written to a read-only filesystem"))
 
 
-def check_write_files_under_coreos(config: _Item, emit: Emit) -> None:
+def _check_write_files_under_coreos(config: _Item, emit: Emit) -> None:
     """``write_files`` is a top-level key, not a ``coreos`` one."""
     item = config.path("coreos", "write_files")
     if item is not None:
         emit(Report(item.line, "info", "write_files doesn't belong under coreos"))
 
 
-def check_unit_contents(config: _Item, emit: Emit) -> None:
+def _check_unit_contents(config: _Item, emit: Emit) -> None:
     """Unit and drop-in ``content`` must load as systemd unit files."""
     for unit in config.list_items("coreos", "units"):
         if unit.node.kind is not Kind.MAP:
@@ -358,11 +361,11 @@ def _check_enable_has_install(
 _NETWORK_TYPES = frozenset({"network", "netdev", "link"})
 
 _RULES: tuple[Callable[[_Item, Emit], None], ...] = (
-    check_discovery_url,
-    check_encoding,
-    check_structure,
-    check_validity,
-    check_write_files,
-    check_write_files_under_coreos,
-    check_unit_contents,
+    _check_discovery_url,
+    _check_encoding,
+    _check_structure,
+    _check_validity,
+    _check_write_files,
+    _check_write_files_under_coreos,
+    _check_unit_contents,
 )

@@ -29,7 +29,12 @@ from provisioner.guest.fleet.output import (
     parse_fields,
 )
 from provisioner.guest.fleet.registry import UnitView
-from provisioner.guest.fleet.remote import SshOptions, ensure_known_hosts_dir, ssh_argv
+from provisioner.guest.fleet.remote import (
+    SshOptions,
+    ensure_known_hosts_dir,
+    run_command,
+    ssh_argv,
+)
 from provisioner.guest.fleet.requirements import unrecognized_keys, validate_options
 from provisioner.guest.fleet.unitfile import (
     UnitFile,
@@ -64,7 +69,7 @@ class Context:
     out: TextIO
     err: TextIO
     ssh: SshOptions = field(default_factory=SshOptions)
-    run: Callable[[list[str]], int] = field(default=lambda _argv: 127)
+    run: Callable[[list[str]], int] = run_command
     sleep: Callable[[float], None] = time.sleep
     local_machine_id: Callable[[], str] = field(default=lambda: "")
     _machines: dict[str, MachineState] | None = None
@@ -479,8 +484,6 @@ def run_restart(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         ctx.client.set_unit_target_state(unit.name, LAUNCHED)
         if try_wait_for_unit_states(ctx, [unit.name], "start", LAUNCHED, attempts)[0]:
             exit_code = 1
-    if exit_code == 0:
-        ctx.stderr(f"Successfully restarted units {go_list([u.name for u in units])}.")
     return exit_code
 
 

@@ -4,8 +4,11 @@ Leadership is the key ``lease/engine-leader`` (value ``{"MachineID":…,
 "Version":1}``) created with a transaction that succeeds only if the key does
 not exist, attached to a lease of TTL 5 * ``engine_reconcile_interval``. The
 leader renews that lease on every pass; if it dies the lease expires and the
-next engine to try takes over. Every schedule write is fenced by a compare on
-the leader key's create revision, so a deposed leader cannot write.
+next engine to try takes over. If the leader's machine loses its presence
+(``agent_ttl`` without heartbeat) the other engines revoke the leader lease at
+once, so failover takes no longer than the machine's death is noticed. Every
+schedule write is fenced by a compare on the leader key's create revision, so a
+deposed leader cannot write.
 """
 
 from __future__ import annotations
@@ -57,8 +60,16 @@ class Engine:
             log.warning("Engine leadership lost (lease %x expired)", self._lease)
             self._lease = 0
             self._fence = 0
-        if self.registry.leader() is not None:
-            return False
+        current = self.registry.leader()
+        if current is not None:
+            if current.lease and not self.registry.machine_present(current.machine_id):
+                # The leader's machine lost its presence (dead for agent_ttl): end its
+                # leadership now instead of waiting for the engine lease to run out.
+                # Safe: its writes are fenced by the leader key it no longer holds.
+                log.info("Engine leader %s has no presence; revoking its lease", current.machine_id)
+                etcd.lease_revoke(current.lease)
+            else:
+                return False
         lease, _ = etcd.lease_grant(self.lease_ttl)
         try:
             result = etcd.txn(

@@ -302,6 +302,15 @@ class EtcdClient:
         return Watch(self, prefix, start_revision)
 
 
+def _keepalive(sock: socket.socket) -> None:
+    """Block on reads without a timeout, but notice a silently dropped peer (~25 s)."""
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class Watch:
     """One streaming watch on a key prefix; iterate events, ``cancel()`` from any thread."""
 
@@ -311,13 +320,15 @@ class Watch:
         self._start = start_revision
         self._conn: http.client.HTTPConnection | None = None
         self._cancelled = threading.Event()
+        self._lock = threading.Lock()
 
     def cancel(self) -> None:
-        self._cancelled.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            self._cancelled.set()
+            conn = self._conn
+            if conn is not None and conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
 
     def events(self, connect_timeout: float = 3.0) -> Iterator[WatchEvent]:
         """Yield events until the stream ends; raises EtcdError if it cannot start."""
@@ -330,7 +341,16 @@ class Watch:
             )
         else:
             conn = http.client.HTTPConnection(host, parts.port or 2379, timeout=connect_timeout)
-        self._conn = conn
+        with self._lock:
+            # Connect under the lock: a cancel() either comes first (and we stop
+            # here) or finds the socket and shuts it, unblocking the read below.
+            if self._cancelled.is_set():
+                return
+            try:
+                conn.connect()
+            except OSError as exc:
+                raise EtcdError(f"etcd watch on {endpoint} could not connect: {exc}") from exc
+            self._conn = conn
         create: JsonDict = {"key": b64(self._prefix), "range_end": prefix_end(self._prefix)}
         if self._start:
             create["start_revision"] = str(self._start)
@@ -341,7 +361,7 @@ class Watch:
             if response.status != 200:
                 raise EtcdError(f"etcd watch on {endpoint} answered HTTP {response.status}")
             if conn.sock is not None:
-                conn.sock.settimeout(None)
+                _keepalive(conn.sock)
             yield from self._read(response)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if not self._cancelled.is_set():

@@ -7,6 +7,7 @@ prefixes; every global flag not given falls back to ``FLEETCTL_<FLAG>``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -690,8 +691,6 @@ def _fd_forward(args: list[str], err: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     return run(
         sys.argv[1:] if argv is None else argv,
         environ=os.environ,

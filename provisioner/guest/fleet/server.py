@@ -99,7 +99,9 @@ class FleetServer:
             try:
                 self.registry.ensure_engine_version()
             except EtcdError as exc:
-                if time.monotonic() + delay > deadline or self.stopping.is_set():
+                if self.stopping.is_set():
+                    raise FleetError("stopped before etcd answered") from None
+                if time.monotonic() + delay > deadline:
                     raise EtcdError(
                         f"etcd did not answer before the startup deadline: {exc.message}",
                         hint="check etcd_servers and that etcd is running; "
@@ -123,6 +125,8 @@ class FleetServer:
         deadline = time.monotonic() + self.ttl + 1.0
         announced = False
         while self.registry.machine_present(machine.id):
+            if self.stopping.is_set():
+                raise FleetError("stopped before the machine was registered")
             if time.monotonic() > deadline:
                 raise DuplicateMachineError(
                     f"machine ID {machine.id} is already registered by another live fleetd "

@@ -1,0 +1,123 @@
+"""ssh argument lists for status/journal/ssh and the --tunnel transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.guest.fleet.client import ApiEndpoint, parse_api_endpoint
+from provisioner.guest.fleet.commands import journal_argv
+from provisioner.guest.fleet.errors import FleetError
+from provisioner.guest.fleet.remote import SshOptions, ssh_argv, tunnel_address
+from provisioner.guest.fleet.tunnel import tunnel_argv
+
+pytestmark = pytest.mark.unit
+
+
+def test_ssh_argv_quotes_the_remote_command() -> None:
+    argv = ssh_argv("10.0.0.2", ["systemctl", "status", "-l", "x$(reboot).service"], SshOptions())
+    known = str(Path("~/.fleetctl/known_hosts").expanduser())
+    assert argv == [
+        "ssh",
+        "-l",
+        "core",
+        "-p",
+        "22",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "10.0.0.2",
+        "--",
+        "systemctl status -l 'x$(reboot).service'",
+    ]
+
+
+def test_ssh_argv_options() -> None:
+    options = SshOptions(
+        username="admin",
+        port=2222,
+        forward_agent=True,
+        tunnel="bastion",
+        strict_host_key_checking=False,
+        timeout=2.5,
+    )
+    argv = ssh_argv("10.0.0.3", None, options, tty=True)
+    assert argv == [
+        "ssh",
+        "-l",
+        "admin",
+        "-p",
+        "2222",
+        "-o",
+        "ConnectTimeout=3",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-A",
+        "-J",
+        "bastion:22",
+        "-t",
+        "10.0.0.3",
+    ]
+
+
+def test_tunnel_address_gets_the_default_port() -> None:
+    assert tunnel_address("host") == "host:22"
+    assert tunnel_address("host:2200") == "host:2200"
+    assert tunnel_address("") == ""
+
+
+def test_tunnel_transport_commands() -> None:
+    options = SshOptions(tunnel="bastion:2200", strict_host_key_checking=False)
+    unix = tunnel_argv(ApiEndpoint(unix_path="/var/run/fleet.sock"), options)
+    assert unix[:5] == ["ssh", "-l", "core", "-p", "2200"]
+    assert unix[-3:] == ["bastion", "--", "fleetctl fd-forward /var/run/fleet.sock"]
+    assert "-J" not in unix
+    tcp = tunnel_argv(ApiEndpoint(base_url="http://10.0.0.5:8080"), options)
+    assert tcp[-3:] == ["-W", "10.0.0.5:8080", "bastion"]
+
+
+def test_journal_command_line() -> None:
+    assert journal_argv("a.service", lines=10, output="short", follow=False, sudo=False) == [
+        "journalctl",
+        "--unit",
+        "a.service",
+        "--no-pager",
+        "-n",
+        "10",
+        "--output",
+        "short",
+    ]
+    assert journal_argv("a.service", lines=1, output="json", follow=True, sudo=True)[:2] == [
+        "sudo",
+        "journalctl",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("unix:///var/run/fleet.sock", ApiEndpoint(unix_path="/var/run/fleet.sock")),
+        ("http://10.0.0.1:49153", ApiEndpoint(base_url="http://10.0.0.1:49153")),
+        ("https://fleet.example/", ApiEndpoint(base_url="https://fleet.example")),
+    ],
+)
+def test_api_endpoints(endpoint: str, expected: ApiEndpoint) -> None:
+    assert parse_api_endpoint(endpoint) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("unix://var/run/fleet.sock", 'unable to connect to host "var" with scheme "unix"'),
+        ("/var/run/fleet.sock", "URL scheme undefined"),
+        ("ftp://x/y", 'unable to connect to host "x" with scheme "ftp"'),
+    ],
+)
+def test_bad_api_endpoints(endpoint: str, message: str) -> None:
+    with pytest.raises(FleetError) as err:
+        parse_api_endpoint(endpoint)
+    assert err.value.message == message

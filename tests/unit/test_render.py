@@ -1,0 +1,197 @@
+"""Rendering: golden files, determinism, validation, and not clobbering edits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.config import Overrides, build_config
+from provisioner.errors import ConfigError, LabError, ValidationError
+from provisioner.guest.cloudinit.validate import validate
+from provisioner.render import (
+    RenderInputs,
+    load_fragments,
+    render_lab,
+    to_yaml,
+    write_files,
+    yaml_str,
+)
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "render"
+UPDATE = os.environ.get("LAB_UPDATE_GOLDEN") == "1"
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoldenGoldenGoldenGoldenGoldenGoldenGold lab"
+TOKEN_URL = "http://192.168.58.1:8087/0123456789abcdef0123456789abcdef"
+LAB_PLACEHOLDER = "@LAB_DIR@"
+
+SEED = {
+    "nodes": {
+        "core-01": {"metadata": "compute=web,rack=rack1"},
+        "core-02": {"metadata": "compute=web,rack=rack2"},
+        "core-03": {"metadata": "compute=db,rack=rack3"},
+    },
+}
+
+CASES: dict[str, tuple[dict[str, object], str | None]] = {
+    "nodes-1": ({"num_instances": 1}, TOKEN_URL),
+    "nodes-3": ({"num_instances": 3}, TOKEN_URL),
+    "nodes-5-static": ({"num_instances": 5, "discovery": "static"}, None),
+    "seed-metadata": (
+        {**SEED, "cloud_config": [str(FIXTURES / "extra-units.yaml")], "agent_ttl": "10s"},
+        TOKEN_URL,
+    ),
+    "workers-flannel": (
+        {"num_instances": 4, "etcd_members": 3, "flannel": {"enabled": True}},
+        TOKEN_URL,
+    ),
+}
+
+
+def render_case(lab_dir: Path, raw: dict[str, object], discovery_url: str | None) -> dict[str, str]:
+    config = build_config(
+        {"name": "golden", "subnet": "192.168.58.0/24", **raw}, lab_dir, Overrides()
+    )
+    inputs = RenderInputs(
+        ssh_public_key=PUBLIC_KEY,
+        ssh_private_key_path=lab_dir / ".lab" / "ssh" / "id_ed25519",
+        discovery_url=discovery_url,
+        box_name="lab/default",
+        box_version=None,
+        driver="qemu",
+    )
+    return render_lab(config, inputs)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(tmp_path: Path, case: str) -> None:
+    raw, url = CASES[case]
+    files = render_case(tmp_path, raw, url)
+    normalised = {rel: text.replace(str(tmp_path), LAB_PLACEHOLDER) for rel, text in files.items()}
+    root = GOLDEN / case
+    if UPDATE:
+        for rel, text in normalised.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+    expected = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    assert sorted(normalised) == sorted(expected)
+    for rel, text in normalised.items():
+        assert text == expected[rel], f"{case}/{rel} differs from the golden file"
+
+
+def test_rendering_is_deterministic(tmp_path: Path) -> None:
+    first = render_case(tmp_path, {"num_instances": 5}, TOKEN_URL)
+    second = render_case(tmp_path, {"num_instances": 5}, TOKEN_URL)
+    assert first == second
+
+
+def test_every_user_data_is_clean_cloud_config(tmp_path: Path) -> None:
+    raw, url = CASES["seed-metadata"]
+    files = render_case(tmp_path, raw, url)
+    for rel, text in files.items():
+        if rel.endswith("user-data"):
+            assert validate(text) == [], rel
+
+
+def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
+    raw, url = CASES["seed-metadata"]
+    files = render_case(tmp_path, raw, url)
+    node3 = yaml.safe_load(files["nodes/core-03/user-data"])
+    assert node3["hostname"] == "core-03"
+    assert node3["coreos"]["fleet"]["metadata"] == "compute=db,rack=rack3"
+    assert node3["coreos"]["fleet"]["public-ip"] == "192.168.58.103"
+    assert node3["coreos"]["etcd2"]["discovery"] == TOKEN_URL
+    assert node3["coreos"]["etcd2"]["advertise-client-urls"].startswith(
+        "http://192.168.58.103:2379"
+    )
+    units = [unit["name"] for unit in node3["coreos"]["units"]]
+    assert units == ["etcd2.service", "fleet.service", "docker.service", "hello.service"]
+    assert "Hello World" in node3["coreos"]["units"][3]["content"]
+    assert node3["write_files"][0]["path"] == "/etc/motd"
+    assert node3["ssh_authorized_keys"] == [PUBLIC_KEY]
+    assert "$private_ipv4" not in files["nodes/core-03/user-data"]
+
+
+def test_static_bootstrap_lists_every_member(tmp_path: Path) -> None:
+    files = render_case(tmp_path, {"num_instances": 3, "discovery": "static"}, None)
+    etcd2 = yaml.safe_load(files["nodes/core-02/user-data"])["coreos"]["etcd2"]
+    assert "discovery" not in etcd2
+    assert etcd2["initial-cluster"] == (
+        "core-01=http://192.168.58.101:2380,core-02=http://192.168.58.102:2380,"
+        "core-03=http://192.168.58.103:2380"
+    )
+    assert etcd2["initial-cluster-state"] == "new"
+
+
+def test_workers_run_no_etcd_and_use_the_members(tmp_path: Path) -> None:
+    files = render_case(tmp_path, {"num_instances": 4, "etcd_members": 3}, TOKEN_URL)
+    worker = yaml.safe_load(files["nodes/core-04/user-data"])
+    assert "etcd2" not in worker["coreos"]
+    assert worker["coreos"]["fleet"]["etcd-servers"] == (
+        "http://192.168.58.101:2379,http://192.168.58.102:2379,http://192.168.58.103:2379"
+    )
+    assert "etcd2.service" not in [unit["name"] for unit in worker["coreos"]["units"]]
+
+
+def test_invalid_fragment_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "#cloud-config\ncoreos:\n  units:\n    - name: x.service\n      command: explode\n"
+    )
+    config = build_config({"cloud_config": [str(bad)]}, tmp_path, Overrides())
+    with pytest.raises(ValidationError) as info:
+        load_fragments(config)
+    assert str(bad) in str(info.value)
+    assert "line 5: error: invalid value explode" in str(info.value)
+
+
+def test_fragment_may_not_set_cluster_keys(tmp_path: Path) -> None:
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("#cloud-config\ncoreos:\n  etcd2:\n    name: mine\n")
+    config = build_config({"cloud_config": [str(bad)]}, tmp_path, Overrides())
+    with pytest.raises(ConfigError) as info:
+        load_fragments(config)
+    assert info.value.key == "coreos.etcd2"
+    assert str(bad) in str(info.value)
+
+
+def test_edited_files_are_not_overwritten(tmp_path: Path) -> None:
+    record = write_files(tmp_path, {"config.rb": "$vm_memory = 768\n"}, {})
+    (tmp_path / "config.rb").write_text("$vm_memory = 2048\n")
+    with pytest.raises(LabError, match=r"edited since lab rendered them: config\.rb"):
+        write_files(tmp_path, {"config.rb": "$vm_memory = 1024\n"}, record)
+    assert (tmp_path / "config.rb").read_text() == "$vm_memory = 2048\n"
+    write_files(tmp_path, {"config.rb": "$vm_memory = 1024\n"}, record, force=True)
+    assert (tmp_path / "config.rb").read_text() == "$vm_memory = 1024\n"
+
+
+def test_unchanged_files_are_rewritten_quietly(tmp_path: Path) -> None:
+    record = write_files(tmp_path, {"a": "one\n"}, {})
+    record = write_files(tmp_path, {"a": "two\n"}, record)
+    assert (tmp_path / "a").read_text() == "two\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("core-01", "core-01"),
+        ("compute=web,rack=rack1", "compute=web,rack=rack1"),
+        ("http://10.0.0.1:2379,http://10.0.0.2:2379", "http://10.0.0.1:2379,http://10.0.0.2:2379"),
+        ("yes", '"yes"'),
+        ("123", '"123"'),
+        ("a: b", '"a: b"'),
+        ("#x", '"#x"'),
+        ("", '""'),
+    ],
+)
+def test_yaml_str_round_trips(value: str, expected: str) -> None:
+    assert yaml_str(value) == expected
+    assert yaml.safe_load(f"k: {yaml_str(value)}")["k"] == value
+
+
+def test_to_yaml_keeps_multiline_blocks() -> None:
+    text = to_yaml([{"name": "a.service", "content": "[Unit]\nDescription=a\n"}], 4)
+    assert text.splitlines()[0] == "    - name: a.service"
+    assert "content: |" in text
