@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from provisioner.errors import HostError
+
 Accel = Literal["kvm", "tcg"]
 
 
@@ -43,8 +45,11 @@ def decide_accel(cpuinfo: str, kvm_usable: bool, requested: str = "auto") -> Acc
     if hardware and kvm_usable:
         return AccelChoice("kvm", "/dev/kvm is usable and the CPU has vmx/svm")
     if requested == "kvm":
-        missing = "no vmx/svm CPU flag" if not hardware else "/dev/kvm is not usable"
-        return AccelChoice("tcg", f"KVM requested but {missing}; using software emulation")
+        missing = "the CPU has no vmx/svm flag" if not hardware else "/dev/kvm is not usable"
+        raise HostError(
+            f"--accel kvm was asked for but {missing}",
+            hint="use --accel auto (the default) to fall back to software emulation",
+        )
     if not kvm_usable:
         return AccelChoice("tcg", "/dev/kvm is missing or not accessible; using software emulation")
     return AccelChoice(

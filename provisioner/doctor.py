@@ -71,7 +71,7 @@ def check_libvirt(fix: bool) -> CheckResult:
     from provisioner.hypervisor.daemons import ensure_daemons
 
     try:
-        detail = ensure_daemons(start=fix)
+        detail = ensure_daemons(start=fix).summary
     except LabError as exc:
         return CheckResult("libvirt", False, exc.message, exc.hint)
     return CheckResult("libvirt", True, detail)
@@ -81,7 +81,7 @@ def check_pool(fix: bool) -> CheckResult:
     from provisioner.hypervisor.daemons import ensure_default_pool
 
     try:
-        detail = ensure_default_pool(create=fix)
+        detail = ensure_default_pool(create=fix).summary
     except LabError as exc:
         return CheckResult("storage pool", False, exc.message, exc.hint)
     return CheckResult("storage pool", True, detail)
