@@ -21,7 +21,7 @@ import click
 
 from provisioner import __version__
 from provisioner.config import Overrides, config_warnings, load_config
-from provisioner.discovery.protocol import DEFAULT_PORT as DISCOVERY_PORT
+from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
 from provisioner.errors import LabError
 
 P = ParamSpec("P")

@@ -18,11 +18,12 @@ import urllib.error
 import urllib.request
 
 from provisioner.config import LabConfig
-from provisioner.discovery.protocol import DEFAULT_PORT
 from provisioner.errors import DiscoveryError
 from provisioner.state import DiscoveryRecord
 
-LOCAL_PORT = DEFAULT_PORT
+# discovery.etcd.io's port, the discovery service's default (protocol.DEFAULT_PORT);
+# spelled out so rendering does not import the server.
+LOCAL_PORT = 8087
 PUBLIC_SERVICE = "https://discovery.etcd.io"
 
 

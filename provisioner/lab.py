@@ -18,8 +18,6 @@ from provisioner.state import LabState, ensure_ssh_key, load_state, save_state
 
 log = logging.getLogger(__name__)
 
-BOX_NAME_PREFIX = "lab"
-
 
 @dataclass(frozen=True)
 class RenderResult:
@@ -29,8 +27,17 @@ class RenderResult:
 
 
 def box_name(config: LabConfig) -> str:
-    """The Vagrant box a lab boots: ``lab/<recipe>``; the channel picks its version."""
-    return f"{BOX_NAME_PREFIX}/{config.box}"
+    """The Vagrant box a lab boots: ``lab/<recipe>-<key>``, named by what it is built from.
+
+    The key hashes the recipe and the guest software, so a changed box is a new
+    name and a lab never boots a stale one.
+    """
+    from provisioner.box.build import current_key
+    from provisioner.box.package import vagrant_box_name
+    from provisioner.box.recipe import find_recipe
+
+    recipe = find_recipe(config.box)
+    return vagrant_box_name(recipe.name, current_key(recipe))
 
 
 def render_inputs(config: LabConfig, state: LabState) -> tuple[RenderInputs, LabState]:

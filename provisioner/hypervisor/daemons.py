@@ -7,6 +7,9 @@ systemd host the units are started with systemctl.
 
 from __future__ import annotations
 
+import grp
+import os
+import stat
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import Runner, describe_failure
 
 DAEMONS = ("virtlogd", "libvirtd")
+KVM_DEVICE = Path("/dev/kvm")
+KVM_GROUP = "kvm"  # the group QEMU runs in under qemu:///system (Debian: libvirt-qemu:kvm)
 DEFAULT_POOL = "default"
 DEFAULT_POOL_PATH = Path("/var/lib/libvirt/images")
 _START_TIMEOUT = 30.0
@@ -34,11 +39,13 @@ class DaemonStatus:
     running: tuple[str, ...]
     started: tuple[str, ...]
     uri: str
+    kvm_device_fixed: bool = False
 
     @property
     def summary(self) -> str:
         started = f"; started {', '.join(self.started)}" if self.started else ""
-        return f"{self.uri} answers{started}"
+        fixed = f"; gave group {KVM_GROUP} access to {KVM_DEVICE}" if self.kvm_device_fixed else ""
+        return f"{self.uri} answers{started}{fixed}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,44 @@ def start_commands(missing: tuple[str, ...], *, systemd: bool) -> list[list[str]
     return [[name, "-d"] for name in missing]
 
 
+def kvm_device_needs_access(mode: int, gid: int, kvm_gid: int) -> bool:
+    """True if the kvm group cannot read and write a device with this mode and group."""
+    return gid != kvm_gid or mode & 0o060 != 0o060
+
+
+def ensure_kvm_device_access(
+    *, fix: bool = True, device: Path = KVM_DEVICE, group: str = KVM_GROUP
+) -> bool:
+    """Give group ``kvm`` read-write access to /dev/kvm, as udev does on ordinary hosts.
+
+    Without udev the device stays root-only (0600). libvirt then judges its cached
+    QEMU capabilities stale on every use (KVM was probed but the qemu user cannot
+    open it) and re-probes QEMU before each domain definition: ~30-50 s per
+    `vagrant up` step under TCG instead of none. Returns True if it changed the
+    device; with ``fix=False`` a wrong device is a HostError instead.
+    """
+    try:
+        kvm_gid = grp.getgrnam(group).gr_gid
+        info = device.stat()
+    except (KeyError, FileNotFoundError):
+        return False  # no kvm group or no device: nothing for libvirt to trip over
+    if not kvm_device_needs_access(info.st_mode, info.st_gid, kvm_gid):
+        return False
+    hint = f"chgrp {group} {device} && chmod g+rw {device}"
+    if not fix:
+        raise HostError(
+            f"{device} is not readable and writable by group {group}: libvirt re-probes QEMU"
+            " before every domain definition (slow)",
+            hint=f"run `lab doctor --fix`, or: {hint}",
+        )
+    try:
+        os.chown(device, -1, kvm_gid)
+        device.chmod(stat.S_IMODE(info.st_mode) | 0o060)
+    except PermissionError as exc:
+        raise HostError(f"cannot give group {group} access to {device}: {exc}", hint=hint) from exc
+    return True
+
+
 def ensure_daemons(
     *,
     start: bool = True,
@@ -95,12 +140,14 @@ def ensure_daemons(
 ) -> DaemonStatus:
     """Start virtlogd and libvirtd if they are not running; wait until ``uri`` answers.
 
-    With ``start=False`` nothing is started: a missing daemon is a HostError.
+    Also makes /dev/kvm usable by QEMU's group (see :func:`ensure_kvm_device_access`).
+    With ``start=False`` nothing is changed: a missing daemon is a HostError.
     """
     runner = runner or LocalRunner()
     present = running_programs(proc)
     missing = tuple(name for name in DAEMONS if name not in present)
     systemd = is_systemd_booted()
+    kvm_fixed = ensure_kvm_device_access(fix=start)
     if missing and not start:
         commands = "; ".join(" ".join(argv) for argv in start_commands(missing, systemd=systemd))
         raise HostError(f"not running: {', '.join(missing)}", hint=f"start them: {commands}")
@@ -113,7 +160,10 @@ def ensure_daemons(
             )
     wait_for_libvirt(uri, timeout=timeout)
     return DaemonStatus(
-        running=tuple(name for name in DAEMONS if name in present), started=missing, uri=uri
+        running=tuple(name for name in DAEMONS if name in present),
+        started=missing,
+        uri=uri,
+        kvm_device_fixed=kvm_fixed,
     )
 
 

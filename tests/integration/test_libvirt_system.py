@@ -5,8 +5,11 @@ Only an isolated network with a unique name is created here, and always removed.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
+import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +23,7 @@ from provisioner.hypervisor.daemons import (
     DEFAULT_POOL,
     ensure_daemons,
     ensure_default_pool,
+    ensure_kvm_device_access,
     running_programs,
 )
 from provisioner.hypervisor.libvirt import DomainState, LibvirtHost, qemu_unreachable_dir
@@ -28,6 +32,7 @@ from provisioner.hypervisor.network import DhcpHost, NetworkSpec, lab_network, p
 pytestmark = pytest.mark.integration
 
 DNSMASQ_DIR = Path("/var/lib/libvirt/dnsmasq")
+CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
 
 
 def reservations(subnet: str | ipaddress.IPv4Network, names: list[str]) -> list[DhcpHost]:
@@ -69,6 +74,34 @@ def test_daemons_run_and_answer(system: LibvirtHost) -> None:
     assert status.running == ("virtlogd", "libvirtd")
     assert {"virtlogd", "libvirtd"} <= running_programs()
     assert system.connection.getURI() == "qemu:///system"
+
+
+def test_kvm_device_access_is_fixed_on_a_stand_in(tmp_path: Path) -> None:
+    device = tmp_path / "kvm"
+    device.write_text("")
+    device.chmod(0o600)
+    os.chown(device, -1, 0)
+    with pytest.raises(HostError, match="not readable and writable by group kvm"):
+        ensure_kvm_device_access(fix=False, device=device)
+    assert ensure_kvm_device_access(device=device) is True
+    info = device.stat()
+    assert (info.st_gid, stat.S_IMODE(info.st_mode)) == (grp.getgrnam("kvm").gr_gid, 0o660)
+    assert ensure_kvm_device_access(fix=False, device=device) is False
+
+
+def test_defining_a_domain_does_not_reprobe_qemu(system: LibvirtHost) -> None:
+    """With /dev/kvm usable by QEMU's group, libvirt keeps its capabilities cache."""
+    before = {p: p.stat().st_mtime_ns for p in CAPS_CACHE.glob("*.xml")}
+    assert before, "libvirt has not cached QEMU's capabilities yet"
+    name = f"lab-it-{uuid.uuid4().hex[:8]}_define"
+    system.connection.defineXML(
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"
+    )
+    try:
+        assert {p: p.stat().st_mtime_ns for p in CAPS_CACHE.glob("*.xml")} == before
+    finally:
+        system.undefine(name)
 
 
 def test_default_storage_pool_is_active(system: LibvirtHost) -> None:

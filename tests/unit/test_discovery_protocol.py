@@ -144,3 +144,10 @@ def test_split_discovery_url() -> None:
     for bad in ("h:1/abc", "http://h:1/", f"http://h:1/other/{TOKEN}"):
         with pytest.raises(DiscoveryError, match="not a discovery URL"):
             split_discovery_url(bad)
+
+
+def test_lab_renders_the_services_default_port() -> None:
+    from provisioner.discovery.protocol import DEFAULT_PORT
+    from provisioner.discovery_modes import LOCAL_PORT
+
+    assert LOCAL_PORT == DEFAULT_PORT

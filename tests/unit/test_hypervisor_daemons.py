@@ -10,6 +10,7 @@ from provisioner.hypervisor.daemons import (
     DaemonStatus,
     PoolStatus,
     is_systemd_booted,
+    kvm_device_needs_access,
     render_dir_pool_xml,
     running_programs,
     start_commands,
@@ -65,3 +66,23 @@ def test_summaries() -> None:
     assert pool.changed
     assert pool.summary == "pool 'default' at /var/lib/libvirt/images: started"
     assert not PoolStatus("p", Path("/x"), created=False, started=False).changed
+
+
+@pytest.mark.parametrize(
+    ("mode", "gid", "needs"),
+    [
+        (0o600, 0, True),
+        (0o600, 108, True),
+        (0o640, 108, True),
+        (0o660, 0, True),
+        (0o660, 108, False),
+        (0o666, 108, False),
+    ],
+)
+def test_kvm_device_access_decision(mode: int, gid: int, needs: bool) -> None:
+    assert kvm_device_needs_access(0o20000 | mode, gid, kvm_gid=108) is needs
+
+
+def test_summary_mentions_the_kvm_fix() -> None:
+    status = DaemonStatus(("virtlogd", "libvirtd"), (), "qemu:///system", kvm_device_fixed=True)
+    assert status.summary == "qemu:///system answers; gave group kvm access to /dev/kvm"
