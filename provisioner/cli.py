@@ -276,5 +276,275 @@ def box_list() -> None:
     show_list()
 
 
+# --- the lab's life -----------------------------------------------------------
+
+accel_option = click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="KVM where the host has hardware virtualisation, TCG otherwise.",
+)
+
+
+@main.command()
+@nodes_option
+@config_option
+@discovery_option
+@accel_option
+@pass_context
+@handle_errors
+def up(
+    ctx: Context, nodes: int | None, config_file: Path | None, discovery: str | None, accel: str
+) -> None:
+    """Render, boot and verify the lab; resumes after an interruption."""
+    from rich.console import Console
+
+    from provisioner.lifecycle import up as do_up
+    from provisioner.progress import make_progress, summary_table
+
+    lab = _load(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    progress = make_progress()
+    try:
+        result = do_up(lab, progress, accel=accel)
+    finally:
+        progress.close()
+    console = Console()
+    if result.already_up:
+        console.print(f"lab {lab.name} is already up; nothing changed")
+    rows = [
+        [n.name, n.ip, n.role, n.machine_id[:12], n.system_state, ", ".join(n.failed_units) or "-"]
+        for n in result.nodes
+    ]
+    console.print(
+        summary_table(("node", "address", "role", "machine-id", "systemd", "failed units"), rows)
+    )
+    if result.phase_seconds:
+        timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.phase_seconds.items())
+        console.print(f"accel {result.accel}; {timing}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+@handle_errors
+def status(ctx: Context, as_json: bool) -> None:
+    """Per node: domain state, address, etcd health and leader, fleet view, failed units."""
+    import json
+
+    from rich.console import Console
+
+    from provisioner.operate import status as node_status
+    from provisioner.operate import status_json
+    from provisioner.progress import summary_table
+
+    lab = load_config(ctx.directory)
+    statuses = node_status(lab)
+    if as_json:
+        click.echo(json.dumps(status_json(lab, statuses), indent=2))
+        return
+    rows = []
+    for s in statuses:
+        etcd = "-" if s.etcd_healthy is None else ("healthy" if s.etcd_healthy else "UNHEALTHY")
+        if s.etcd_leader:
+            etcd += " (leader)"
+        meta = ",".join(f"{k}={v}" for k, v in sorted(s.metadata.items())) or "-"
+        rows.append(
+            [s.name, s.state, s.ip, s.role, etcd, (s.machine_id or "-")[:12], meta,
+             ", ".join(s.failed_units) or "-"]
+        )  # fmt: skip
+    headers = ("node", "state", "address", "role", "etcd", "machine-id", "metadata", "failed")
+    Console().print(summary_table(headers, rows))
+
+
+def _print_outcome(name: str | None, outcome: object) -> int:
+    from provisioner.remote.runner import CommandResult
+
+    prefix = f"[{name}] " if name else ""
+    if isinstance(outcome, CommandResult):
+        for line in outcome.stdout.splitlines():
+            click.echo(f"{prefix}{line}")
+        for line in outcome.stderr.splitlines():
+            click.echo(f"{prefix}{line}", err=True)
+        return outcome.rc
+    click.secho(f"{prefix}error: {outcome}", fg="red", err=True)
+    return 255
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.option("--all", "all_nodes", is_flag=True, help="Run on every node.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+@pass_context
+@handle_errors
+def exec_(ctx: Context, all_nodes: bool, args: tuple[str, ...]) -> None:
+    """Run a command: lab exec NODE -- CMD..., or lab exec --all -- CMD..."""
+    from provisioner.operate import exec_on
+
+    lab = load_config(ctx.directory)
+    if all_nodes:
+        names, argv = [n.name for n in lab.nodes], list(args)
+    else:
+        names, argv = [args[0]], list(args[1:])
+    outcomes = exec_on(lab, names, argv)
+    if not all_nodes:
+        sys.exit(_print_outcome(None, outcomes[names[0]]))
+    codes = {name: _print_outcome(name, outcome) for name, outcome in outcomes.items()}
+    failed = [f"{name} ({code})" for name, code in codes.items() if code != 0]
+    click.echo(
+        f"{len(codes) - len(failed)} of {len(codes)} nodes succeeded"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        err=True,
+    )
+    sys.exit(1 if failed else 0)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+@handle_errors
+def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
+    """etcdctl (v3 API) on a healthy member, against every member."""
+    from provisioner.operate import etcdctl as run_etcdctl
+
+    sys.exit(_print_outcome(None, run_etcdctl(load_config(ctx.directory), args)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+@handle_errors
+def fleetctl(ctx: Context, args: tuple[str, ...]) -> None:
+    """fleetctl on a healthy node; local unit files named in ARGS are uploaded first."""
+    from provisioner.operate import fleetctl as run_fleetctl
+
+    sys.exit(_print_outcome(None, run_fleetctl(load_config(ctx.directory), args)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+@handle_errors
+def systemctl(ctx: Context, node: str, args: tuple[str, ...]) -> None:
+    """systemctl on NODE (as root)."""
+    from provisioner.operate import systemctl as run_systemctl
+
+    sys.exit(_print_outcome(None, run_systemctl(load_config(ctx.directory), node, args)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_context
+@handle_errors
+def ssh(ctx: Context, node: str, command: tuple[str, ...]) -> None:
+    """Open a shell on NODE (OpenSSH with the lab's key and pinned host keys)."""
+    from provisioner.operate import ssh_argv
+
+    argv = ssh_argv(load_config(ctx.directory), node, command)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with ssh, as intended
+
+
+@main.command(name="ssh-config")
+@pass_context
+@handle_errors
+def ssh_config(ctx: Context) -> None:
+    """Print an ssh_config for the lab (use with ssh -F)."""
+    from provisioner.nodes import ssh_config_text
+
+    click.echo(ssh_config_text(load_config(ctx.directory)), nl=False)
+
+
+@main.command()
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["etcd", "fleet", "system"]),
+    help="Run only these shipped check groups.",
+)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@pass_context
+@handle_errors
+def verify(
+    ctx: Context, junit: Path | None, only: tuple[str, ...], paths: tuple[Path, ...]
+) -> None:
+    """Run the shipped testinfra checks and your own against every node."""
+    from provisioner.checks.runner import render_report
+    from provisioner.operate import verify as run
+
+    result = run(load_config(ctx.directory), junit=junit, extra=paths, only=only or None)
+    click.echo(render_report(result))
+    result.raise_for_failures()
+
+
+@main.command()
+@click.argument("nodes", nargs=-1, required=True)
+@pass_context
+@handle_errors
+def kill(ctx: Context, nodes: tuple[str, ...]) -> None:
+    """Hard power-off (a node dying)."""
+    from provisioner.lifecycle import kill as do_kill
+
+    for name in do_kill(load_config(ctx.directory), nodes):
+        click.echo(f"{name}: powered off")
+
+
+@main.command()
+@click.argument("nodes", nargs=-1, required=True)
+@pass_context
+@handle_errors
+def stop(ctx: Context, nodes: tuple[str, ...]) -> None:
+    """Clean shutdown of NODES."""
+    from provisioner.lifecycle import stop as do_stop
+
+    for name in do_stop(load_config(ctx.directory), nodes):
+        click.echo(f"{name}: shut down")
+
+
+@main.command()
+@click.argument("nodes", nargs=-1, required=True)
+@pass_context
+@handle_errors
+def start(ctx: Context, nodes: tuple[str, ...]) -> None:
+    """Boot NODES and wait until they answer with their pinned host keys."""
+    from provisioner.lifecycle import start as do_start
+    from provisioner.progress import make_progress
+
+    progress = make_progress()
+    try:
+        started = do_start(load_config(ctx.directory), nodes, progress)
+    finally:
+        progress.close()
+    for name in started:
+        click.echo(f"{name}: running")
+
+
+@main.command()
+@pass_context
+@handle_errors
+def halt(ctx: Context) -> None:
+    """Shut every node down cleanly; `lab up` boots them again."""
+    from provisioner.lifecycle import halt as do_halt
+
+    for name in do_halt(load_config(ctx.directory)):
+        click.echo(f"{name}: shut down")
+
+
+@main.command()
+@pass_context
+@handle_errors
+def destroy(ctx: Context) -> None:
+    """Remove the lab's VMs, volumes, network, discovery token and state (not the box)."""
+    from provisioner.lifecycle import destroy as do_destroy
+
+    result = do_destroy(load_config(ctx.directory))
+    click.echo(
+        f"removed {len(result.domains)} domains, {len(result.volumes)} volumes, "
+        f"{len(result.networks)} networks"
+        + ("; discovery token deleted" if result.token_deleted else "")
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -40,7 +40,9 @@ def box_name(config: LabConfig) -> str:
     return vagrant_box_name(recipe.name, current_key(recipe))
 
 
-def render_inputs(config: LabConfig, state: LabState) -> tuple[RenderInputs, LabState]:
+def render_inputs(
+    config: LabConfig, state: LabState, accel: str = "auto"
+) -> tuple[RenderInputs, LabState]:
     """Collect the key, discovery URL and driver; returns the updated state."""
     key_path, public_key = ensure_ssh_key(config.state_dir)
     record = discovery_modes.resolve(config, state.discovery)
@@ -51,17 +53,19 @@ def render_inputs(config: LabConfig, state: LabState) -> tuple[RenderInputs, Lab
         discovery_url=record.url if record else None,
         box_name=box_name(config),
         box_version=None,
-        driver=choose_accel().driver,
+        driver=choose_accel(accel).driver,
     )
     return inputs, state
 
 
-def render(config: LabConfig, out_dir: Path | None = None, *, force: bool = False) -> RenderResult:
+def render(
+    config: LabConfig, out_dir: Path | None = None, *, force: bool = False, accel: str = "auto"
+) -> RenderResult:
     """Render and validate every file, then write them; nothing is written on error."""
     out = (out_dir or config.directory).resolve()
     fragments = load_fragments(config)  # the user's files are checked before anything is made
     state = load_state(config.state_dir)
-    inputs, state = render_inputs(config, state)
+    inputs, state = render_inputs(config, state, accel)
     files = render_lab(config, inputs, fragments)
     rendered = write_files(out, files, state.rendered, force=force)
     save_state(config.state_dir, replace(state, rendered=rendered).with_phase("render"))

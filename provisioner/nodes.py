@@ -1,0 +1,148 @@
+"""Reaching a lab's nodes: pinned host keys, SSH runners, known_hosts and ssh_config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.errors import HostKeyError, LabError, NodeError
+from provisioner.hypervisor.naming import domain_name
+from provisioner.remote.hostkeys import parse_host_key_fingerprints
+from provisioner.remote.ssh import SSHRunner
+from provisioner.state import KEY_FILE, LabState
+
+KNOWN_HOSTS = "known_hosts"
+SSH_CONFIG = "ssh_config"
+LOG_DIR = "logs"
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where a node's console log and saved diagnostics live."""
+
+    console: Path
+    journal: Path
+
+
+def log_dir(config: LabConfig) -> Path:
+    return config.state_dir / LOG_DIR
+
+
+def node_paths(config: LabConfig, node: NodeSpec) -> NodePaths:
+    logs = log_dir(config)
+    return NodePaths(console=logs / f"{node.name}.log", journal=logs / f"{node.name}.journal")
+
+
+def domain_of(config: LabConfig, node: NodeSpec) -> str:
+    return domain_name(config.name, node.name)
+
+
+def key_path(config: LabConfig) -> Path:
+    return config.state_dir / KEY_FILE
+
+
+def console_fingerprints(config: LabConfig, node: NodeSpec) -> dict[str, str]:
+    """The host-key fingerprints the node printed on its serial console, if any yet."""
+    path = node_paths(config, node).console
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return {}
+    except PermissionError as exc:
+        raise NodeError(
+            node.name,
+            f"cannot read the serial console log {path}",
+            hint="run lab as root or as a member of the libvirt group",
+        ) from exc
+    return parse_host_key_fingerprints(text)
+
+
+def check_pins(node: str, pinned: Mapping[str, str], printed: Mapping[str, str]) -> None:
+    """A key the console now shows must match what was pinned at first boot."""
+    for kind, fingerprint in printed.items():
+        if kind in pinned and pinned[kind] != fingerprint:
+            raise HostKeyError(
+                f"{node}: the {kind} host key changed: pinned {pinned[kind]}, "
+                f"the console now shows {fingerprint}",
+                hint="if the node was rebuilt on purpose, run `lab destroy` and `lab up` again",
+            )
+
+
+def runner(
+    config: LabConfig,
+    state: LabState,
+    node: NodeSpec,
+    *,
+    command_timeout: float = 120.0,
+) -> SSHRunner:
+    pinned = state.host_keys.get(node.name)
+    if not pinned:
+        raise NodeError(
+            node.name,
+            "no pinned host key yet (the node has not finished booting under lab)",
+            hint="run `lab up` first",
+        )
+    return SSHRunner(
+        node.name,
+        node.ip,
+        private_key=key_path(config),
+        pinned_host_keys=dict(pinned_pairs(pinned)),
+        command_timeout=command_timeout,
+    )
+
+
+def pinned_pairs(stored: Sequence[str]) -> list[tuple[str, str]]:
+    """Host keys are stored as ``"TYPE SHA256:..."`` strings in lab state."""
+    pairs = []
+    for item in stored:
+        kind, _, fingerprint = item.partition(" ")
+        pairs.append((kind, fingerprint))
+    return pairs
+
+
+def stored_pins(fingerprints: Mapping[str, str]) -> list[str]:
+    return [f"{kind} {fp}" for kind, fp in sorted(fingerprints.items())]
+
+
+def resolve_nodes(config: LabConfig, names: Sequence[str]) -> list[NodeSpec]:
+    if not names:
+        return list(config.nodes)
+    return [config.node(name) for name in names]
+
+
+def write_known_hosts(config: LabConfig, lines: Mapping[str, str]) -> Path:
+    """known_hosts for OpenSSH (`lab ssh`), from keys verified against the pins."""
+    from provisioner.state import atomic_write
+
+    path = config.state_dir / KNOWN_HOSTS
+    existing: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            host, _, rest = line.partition(" ")
+            if host:
+                existing[host] = rest
+    for line in lines.values():
+        host, _, rest = line.partition(" ")
+        existing[host] = rest
+    text = "".join(f"{host} {rest}\n" for host, rest in sorted(existing.items()))
+    atomic_write(path, text.encode(), mode=0o600)
+    return path
+
+
+def ssh_config_text(config: LabConfig) -> str:
+    from provisioner.checks.sshconfig import HostSpec, render_ssh_config
+
+    hosts = [HostSpec(node.name, node.ip) for node in config.nodes]
+    return render_ssh_config(hosts, key_path(config), config.state_dir / KNOWN_HOSTS)
+
+
+def require_known_hosts(config: LabConfig) -> Path:
+    path = config.state_dir / KNOWN_HOSTS
+    if not path.exists():
+        raise LabError(
+            f"{path} does not exist yet",
+            hint="run `lab up` first; it pins every node's host key",
+        )
+    return path

@@ -1,0 +1,175 @@
+"""Waits that decide when a node, and then the cluster, is ready.
+
+Every wait has a deadline and, when it gives up, says what it was waiting for
+and what it saw last.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.errors import LabError, NodeError, WaitTimeout
+from provisioner.parsers import (
+    parse_endpoint_health,
+    parse_list_machines,
+    parse_member_list,
+)
+from provisioner.remote.runner import CommandResult, Runner
+
+T = TypeVar("T")
+POLL = 2.0
+ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
+
+
+def poll(
+    subject: str,
+    what: str,
+    deadline: float,
+    attempt: Callable[[], T | None],
+    *,
+    interval: float = POLL,
+) -> T:
+    """Call ``attempt`` until it returns a value; WaitTimeout naming ``what`` at the deadline.
+
+    ``attempt`` returns None (or raises a LabError) while not ready yet; the last
+    reason is quoted in the timeout message.
+    """
+    last = "no answer yet"
+    while True:
+        try:
+            result = attempt()
+        except LabError as exc:
+            last = exc.message
+            result = None
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(subject, f"gave up waiting for {what}; last: {last}")
+        time.sleep(interval)
+
+
+def ssh_banner(host: str, port: int = 22, timeout: float = 5.0) -> str | None:
+    """The SSH server's identification line, or None if nothing answers yet."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = sock.recv(256)
+    except OSError:
+        return None
+    line = data.decode("ascii", "replace").strip()
+    return line if line.startswith("SSH-") else None
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    machine_id: str
+    system_state: str
+    failed_units: tuple[str, ...]
+
+
+def system_facts(node: str, runner: Runner, timeout: float) -> NodeFacts:
+    """machine-id and `systemctl is-system-running --wait` (bounded by ``timeout``)."""
+    machine_id = _ok(node, runner.run(["cat", "/etc/machine-id"], timeout=30), "read machine-id")
+    state = runner.run(
+        ["timeout", str(int(timeout)), "systemctl", "is-system-running", "--wait"],
+        timeout=timeout + 15,
+    ).stdout.strip()
+    failed: tuple[str, ...] = ()
+    if state != "running":
+        listing = runner.run(
+            ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"], timeout=30
+        )
+        failed = tuple(line.split()[0] for line in listing.stdout.splitlines() if line.strip())
+    if state not in ("running", "degraded"):
+        raise WaitTimeout(
+            node,
+            f"systemd did not finish starting within {timeout:g}s (state: {state or 'unknown'})",
+        )
+    return NodeFacts(machine_id=machine_id.strip(), system_state=state, failed_units=failed)
+
+
+def _ok(node: str, result: CommandResult, what: str) -> str:
+    if result.failed:
+        raise NodeError(node, f"could not {what}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def member_endpoints(config: LabConfig) -> list[str]:
+    return [f"http://{member.ip}:2379" for member in config.members]
+
+
+def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
+    """None until every member reports healthy and the member list is complete."""
+    endpoints = ",".join(member_endpoints(config))
+    health = runner.run(
+        [*ETCDCTL, f"--endpoints={endpoints}", "endpoint", "health", "-w", "json"], timeout=60
+    )
+    results = parse_endpoint_health(health.stdout or health.stderr)
+    sick = [h.endpoint for h in results if not h.healthy]
+    if sick or len(results) != len(config.members):
+        raise NodeError(runner.name, f"etcd not healthy yet: {', '.join(sick) or 'no answer'}")
+    members = parse_member_list(
+        _ok(runner.name, runner.run([*ETCDCTL, "member", "list", "-w", "json"], timeout=60), "list")
+    )
+    started = [m for m in members if m.name]
+    if len(started) != len(config.members):
+        raise NodeError(
+            runner.name, f"{len(started)} of {len(config.members)} etcd members have started"
+        )
+    return f"{len(started)}/{len(config.members)} members healthy"
+
+
+def etcd_round_trip(config: LabConfig, runners: Mapping[str, Runner]) -> str:
+    """Write a key on the first member and read it back on every node."""
+    endpoints = f"--endpoints={','.join(member_endpoints(config))}"
+    key = f"/lab/ready/{uuid.uuid4().hex}"
+    value = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    writer = runners[config.members[0].name]
+    _ok(writer.name, writer.run([*ETCDCTL, endpoints, "put", key, value], timeout=60), "put a key")
+    for name, runner in runners.items():
+        got = _ok(
+            name,
+            runner.run([*ETCDCTL, endpoints, "get", "--print-value-only", key], timeout=60),
+            "read the key",
+        ).strip()
+        if got != value:
+            raise NodeError(name, f"read {got!r} for {key}, expected {value!r}")
+    writer.run([*ETCDCTL, endpoints, "del", key], timeout=60)
+    return f"{key} written on {writer.name}, read on {len(runners)} nodes"
+
+
+def fleet_machines(config: LabConfig, runner: Runner, machine_ids: Mapping[str, str]) -> str | None:
+    """None until fleet lists every node's machine-id, all distinct, with its metadata."""
+    result = runner.run(["fleetctl", "list-machines", "--full", "--no-legend"], timeout=60)
+    if result.failed:
+        raise NodeError(runner.name, f"fleetctl list-machines: {result.stderr.strip()}")
+    listed = {m.machine_id: m for m in parse_list_machines(result.stdout)}
+    problems = []
+    for node in config.nodes:
+        machine = listed.get(machine_ids[node.name])
+        if machine is None:
+            problems.append(f"{node.name} not listed")
+        elif machine.metadata != dict(node.metadata):
+            problems.append(f"{node.name} has metadata {machine.metadata}")
+    if len(set(machine_ids.values())) != len(machine_ids):
+        raise NodeError(runner.name, f"machine-ids are not distinct: {dict(machine_ids)}")
+    if problems:
+        raise NodeError(runner.name, "fleet: " + "; ".join(problems))
+    return f"{len(listed)} machines"
+
+
+def first_member_runner(config: LabConfig, runners: Mapping[str, Runner]) -> Runner:
+    for member in config.members:
+        if member.name in runners:
+            return runners[member.name]
+    raise LabError("no etcd member is reachable")
+
+
+def names(nodes: Sequence[NodeSpec]) -> str:
+    return ", ".join(node.name for node in nodes)
