@@ -186,9 +186,12 @@ def default_subnet(name: str) -> str:
 
 
 def node_mac(lab_name: str, index: int) -> str:
-    """A stable, locally administered MAC (qemu's 52:54:00 range) per lab and node."""
-    digest = hashlib.sha256(f"{lab_name}/{index}".encode()).digest()
-    return "52:54:00:{:02x}:{:02x}:{:02x}".format(*digest[:3])
+    """A stable MAC in qemu's 52:54:00 range: two bytes from the lab name, then the node index.
+
+    The index as the last byte keeps a lab's MACs distinct (at most MAX_NODES < 256).
+    """
+    digest = hashlib.sha256(lab_name.encode()).digest()
+    return f"52:54:00:{digest[0]:02x}:{digest[1]:02x}:{index:02x}"
 
 
 # --- loading ----------------------------------------------------------------

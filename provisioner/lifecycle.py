@@ -499,7 +499,16 @@ def destroy(config: LabConfig) -> DestroyResult:
             finally:
                 host.close()
         shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)
-        for child in ("state.json", "config-drives", DISCOVERY_STATE, "known_hosts", "ssh_config"):
+        # The key goes too: a new lab in this directory gets a fresh one. Logs stay.
+        for child in (
+            "state.json",
+            "config-drives",
+            DISCOVERY_STATE,
+            "known_hosts",
+            "ssh_config",
+            "ssh",
+            "expectations.json",
+        ):
             path = config.state_dir / child
             if path.is_dir():
                 shutil.rmtree(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import datetime
 
@@ -36,7 +37,8 @@ def build(name: str, *, force: bool = False) -> BuiltBox:
     """Build (or reuse) boxes/NAME and say where it is."""
     console = Console(stderr=True)
     interactive = console.is_terminal
-    with console.status(f"box {name}", spinner="dots") if interactive else _nothing() as status:
+    status = console.status(f"box {name}", spinner="dots") if interactive else None
+    with status or contextlib.nullcontext():
         built = build_box(name, force=force, reporter=_reporter(console, status))
     state = "cached" if built.cached else "built"
     out = Console()
@@ -46,14 +48,6 @@ def build(name: str, *, force: bool = False) -> BuiltBox:
     )
     out.print(f"  image: {built.image}")
     return built
-
-
-class _nothing:  # noqa: N801 - a stand-in for rich's status in non-interactive output
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 def show_list() -> None:

@@ -3,7 +3,8 @@
 Generic over what exists: the package is copied as it is, a wrapper is made
 for each configured command whose module exists (others are reported and
 skipped), and every unit file under ``provisioner/guest/*/units/`` is
-installed; those with an ``[Install]`` section are enabled.
+installed; those with an ``[Install]`` section are enabled, except the ones the
+recipe leaves to cloud-config (``guest.leave_disabled``).
 """
 
 from __future__ import annotations
@@ -120,16 +121,16 @@ def wrapper_script(command: str, target: str) -> str:
 
 
 def install(
-    root: Path, install: GuestInstall, log: BuildLog, source: Path | None = None
+    root: Path, settings: GuestInstall, log: BuildLog, source: Path | None = None
 ) -> GuestPlan:
     """Copy the guest package, write command wrappers, install and enable units."""
     src = source or guest_source()
-    decided = plan(src, install)
-    package = inside(root, f"{install.python_dir}/provisioner")
+    decided = plan(src, settings)
+    package = inside(root, f"{settings.python_dir}/provisioner")
     if package.exists():
         shutil.rmtree(package)
     package.mkdir(parents=True)
-    write_file(root, f"{install.python_dir}/provisioner/__init__.py", PACKAGE_INIT)
+    write_file(root, f"{settings.python_dir}/provisioner/__init__.py", PACKAGE_INIT)
     shutil.copytree(
         src,
         package / "guest",
@@ -140,7 +141,7 @@ def install(
     for command, target in decided.missing_commands:
         log.warning(f"no /usr/bin/{command}: {target.partition(':')[0]} is not in {src}")
     for unit in decided.units:
-        write_file(root, f"{install.unit_dir}/{unit.name}", unit.source.read_bytes())
+        write_file(root, f"{settings.unit_dir}/{unit.name}", unit.source.read_bytes())
     enabled = [unit.name for unit in decided.units if unit.enable]
     if enabled:
         log.chroot(root, "systemctl", "enable", *enabled, what="systemctl enable (guest units)")
@@ -150,7 +151,7 @@ def install(
         "-m",
         "compileall",
         "-q",
-        f"{install.python_dir}/provisioner",
+        f"{settings.python_dir}/provisioner",
         what="compileall",
     )
     log.info(

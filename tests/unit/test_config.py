@@ -144,8 +144,9 @@ def test_even_member_count_warns_with_table(tmp_path: Path) -> None:
 def test_names_and_macs_are_stable_and_distinct(tmp_path: Path) -> None:
     assert default_lab_name(tmp_path) == default_lab_name(tmp_path)
     assert default_lab_name(tmp_path) != default_lab_name(tmp_path / "other")
-    macs = {node_mac("lab-a", i) for i in range(1, 51)}
-    assert len(macs) == 50
+    macs = {node_mac("lab-a", i) for i in range(1, 201)}
+    assert len(macs) == 200
+    assert node_mac("lab-a", 1) != node_mac("lab-b", 1)
     assert all(mac.startswith("52:54:00:") for mac in macs)
 
 
