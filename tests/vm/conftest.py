@@ -1,0 +1,115 @@
+"""One real 3-node lab for the VM tier, brought up by the real `lab up` command.
+
+The lab carries the seed's metadata (web/rack1, web/rack2, db/rack3) and a short
+fleet ``agent_ttl`` so fault drills finish quickly. It lives under
+``/var/tmp/lab-vm-tests`` (QEMU, running as libvirt-qemu, must reach its config
+drives) and is destroyed at the end of the session; the logs directory is
+printed whenever something fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+LAB_ROOT = Path(os.environ.get("LAB_VM_TEST_ROOT", "/var/tmp/lab-vm-tests"))
+AGENT_TTL = 10
+SEED_METADATA = {
+    "core-01": "compute=web,rack=rack1",
+    "core-02": "compute=web,rack=rack2",
+    "core-03": "compute=db,rack=rack3",
+}
+UP_TIMEOUT = 2400.0
+
+
+@dataclass
+class Lab:
+    """The lab under test and a way to run `lab` verbs in it."""
+
+    directory: Path
+    name: str
+
+    @property
+    def logs(self) -> Path:
+        return self.directory / ".lab" / "logs"
+
+    def run(
+        self, *args: str, timeout: float = 900.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "provisioner.cli", "-C", str(self.directory), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"`lab {' '.join(args)}` exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n"
+                f"logs: {self.logs}"
+            )
+        return result
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
+        return data
+
+    def node_status(self, name: str) -> dict[str, Any]:
+        for node in self.status()["nodes"]:
+            if node["name"] == name:
+                return dict(node)
+        raise AssertionError(f"{name} missing from lab status")
+
+    def wait_for(self, what: str, check: Any, timeout: float, interval: float = 3.0) -> Any:
+        """Poll ``check()`` until it returns something truthy; fail naming ``what``."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(
+            f"gave up after {timeout:.0f}s waiting for {what}; last: {last!r}; logs: {self.logs}"
+        )
+
+
+def new_lab_dir() -> Path:
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    LAB_ROOT.chmod(0o755)
+    directory = LAB_ROOT / f"vm-{uuid.uuid4().hex[:6]}"
+    directory.mkdir()
+    directory.chmod(0o755)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    directory = new_lab_dir()
+    settings = {
+        "num_instances": 3,
+        "agent_ttl": f"{AGENT_TTL}s",
+        "nodes": {name: {"metadata": meta} for name, meta in SEED_METADATA.items()},
+    }
+    (directory / "lab.yaml").write_text(yaml.safe_dump(settings))
+    lab = Lab(directory=directory, name=directory.name)
+    try:
+        result = lab.run("up", timeout=UP_TIMEOUT)
+        sys.stderr.write(result.stderr[-4000:])
+        yield lab
+    finally:
+        destroyed = lab.run("destroy", check=False, timeout=600)
+        if destroyed.returncode != 0:
+            sys.stderr.write(f"lab destroy failed: {destroyed.stderr}\n")
+        logs = lab.logs
+        if logs.exists():
+            sys.stderr.write(f"\nlab logs kept in {logs}\n")
+        shutil.rmtree(directory / ".vagrant", ignore_errors=True)
