@@ -138,7 +138,12 @@ class Run:
 
     def host(self) -> str:
         from provisioner.hypervisor.daemons import ensure_daemons, ensure_default_pool
+        from provisioner.hypervisor.libvirt import check_qemu_can_open
 
+        # before anything is created: QEMU must be able to open the config drives
+        drives = self.config.state_dir / "config-drives"
+        drives.mkdir(parents=True, exist_ok=True)
+        check_qemu_can_open(drives / "drive.iso")
         daemons = ensure_daemons(start=True)
         pool = ensure_default_pool(create=True)
         return f"{daemons.summary}; {pool.summary}; {self.accel.accel}"
@@ -207,11 +212,6 @@ class Run:
                 meta_data(node.name, node.ip, {"lab": public_key}),
                 self.config.state_dir / "config-drives" / f"{node.name}.iso",
             )
-        from provisioner.hypervisor.libvirt import check_qemu_can_open
-
-        check_qemu_can_open(
-            self.config.state_dir / "config-drives" / f"{self.config.nodes[0].name}.iso"
-        )
         return f"{len(self.config.nodes)} config-2 drives"
 
     # boot ----------------------------------------------------------------

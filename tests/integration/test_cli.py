@@ -1,0 +1,159 @@
+"""The real `lab` command in a subprocess: errors come early, clearly, and create nothing."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+
+LAB = [sys.executable, "-m", "provisioner.cli"]
+
+
+def lab(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LAB, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def libvirt_names() -> tuple[set[str], set[str]]:
+    conn = libvirt.open("qemu:///system")
+    try:
+        return (
+            {d.name() for d in conn.listAllDomains(0)},
+            {n.name() for n in conn.listAllNetworks(0)},
+        )
+    finally:
+        conn.close()
+
+
+def test_up_with_zero_nodes_fails_fast_and_creates_nothing(tmp_path: Path) -> None:
+    before = libvirt_names()
+    started = time.monotonic()
+    result = lab("-C", tmp_path, "up", "--nodes", "0")
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2
+    assert "num_instances: number of nodes must be between 1 and 200, got 0" in result.stderr
+    assert "hint:" in result.stderr
+    assert not (tmp_path / ".lab").exists()
+    assert libvirt_names() == before
+
+
+def test_up_with_a_typo_in_lab_yaml_names_file_key_and_fix(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text("num_instances: 3\nvm_memroy: 1024\n")
+    result = lab("-C", tmp_path, "up")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'lab.yaml'}: vm_memroy: unknown key" in result.stderr
+    assert "did you mean 'vm_memory'?" in result.stderr
+    assert not (tmp_path / ".lab").exists()
+
+
+def test_up_refuses_a_lab_qemu_cannot_reach_before_creating_anything(tmp_path: Path) -> None:
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    lab_dir = hidden / "lab"
+    lab_dir.mkdir()
+    before = libvirt_names()
+    result = lab("-C", lab_dir, "up", "--nodes", "1", "--discovery", "static")
+    assert result.returncode == 1
+    assert "is not searchable by other users" in result.stderr
+    assert libvirt_names() == before
+
+
+def test_render_twice_is_byte_identical(tmp_path: Path) -> None:
+    assert lab("-C", tmp_path, "render", "--nodes", "3").returncode == 0
+    first = {
+        p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".lab" not in p.parts
+    }
+    assert lab("-C", tmp_path, "render", "--nodes", "3").returncode == 0
+    second = {
+        p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".lab" not in p.parts
+    }
+    assert first == second
+    assert len(first) == 5
+
+
+def test_render_refuses_to_overwrite_an_edited_config_rb(tmp_path: Path) -> None:
+    assert lab("-C", tmp_path, "render").returncode == 0
+    config_rb = tmp_path / "config.rb"
+    config_rb.write_text(config_rb.read_text() + "$vm_memory = 2048\n")
+    result = lab("-C", tmp_path, "render")
+    assert result.returncode == 1
+    assert "edited since lab rendered them: config.rb" in result.stderr
+    assert config_rb.read_text().endswith("$vm_memory = 2048\n")
+
+
+def test_even_member_count_warns_with_the_quorum_table(tmp_path: Path) -> None:
+    result = lab("-C", tmp_path, "render", "--nodes", "4", "--discovery", "static")
+    assert result.returncode == 0
+    assert "4 etcd members tolerate 1 failure(s)" in result.stderr
+    assert "size  majority  failures tolerated" in result.stderr
+
+
+def test_validate_prints_coreos_cloudinit_entries(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("#cloud-config\nhostname: core-01\n")
+    assert lab("validate", good).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("#cloud-config\ncoreos:\n  units:\n    - name: a.service\n      command: fly\n")
+    result = lab("validate", bad)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "line 5: error: invalid value fly"
+
+
+def test_discovery_serve_and_new(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [*LAB, "discovery", "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            result = lab("discovery", "new", "--size", "3", "--server", f"http://127.0.0.1:{port}")
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert result.returncode == 0, result.stderr
+        url = result.stdout.strip().splitlines()[-1]
+        assert url.startswith(f"http://127.0.0.1:{port}/")
+        assert len(url.rsplit("/", 1)[-1]) == 32
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def test_doctor_reports_acceleration_and_tools() -> None:
+    result = lab("doctor", timeout=300)
+    assert "acceleration" in result.stdout
+    assert "guests will use" in result.stdout
+    if result.returncode != 0:
+        pytest.fail(f"lab doctor found problems on this host:\n{result.stdout}")
+
+
+def test_destroy_of_a_never_started_lab_is_harmless(tmp_path: Path) -> None:
+    assert lab("-C", tmp_path, "render", "--nodes", "1").returncode == 0
+    result = lab("-C", tmp_path, "destroy")
+    assert result.returncode == 0, result.stderr
+    assert "removed 0 domains, 0 volumes, 0 networks" in result.stdout
+    assert not (tmp_path / ".lab" / "state.json").exists()
