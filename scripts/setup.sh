@@ -5,18 +5,16 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LAB_DIR="${LAB_DIR:-$ROOT/demo-lab}"
+LAB_DIR="${LAB_DIR:-/srv/lab/demo}"  # QEMU must be able to enter every directory above it
 "$ROOT/scripts/install.sh"
 LAB="$ROOT/.venv/bin/lab"
 
-mkdir -p "$LAB_DIR"
+mkdir -p "$LAB_DIR" && chmod 755 "$(dirname "$LAB_DIR")" "$LAB_DIR"
 echo "==> building the box (cached after the first time)"
 "$LAB" box build
-echo "==> rendering a 3-node lab in $LAB_DIR"
-"$LAB" -C "$LAB_DIR" render --nodes 3
-if "$LAB" --help | grep -q '^  up '; then
-  echo "==> bringing the lab up"
-  "$LAB" -C "$LAB_DIR" up --nodes 3
-  "$LAB" -C "$LAB_DIR" verify
-  "$LAB" -C "$LAB_DIR" status
-fi
+echo "==> bringing up a 3-node lab in $LAB_DIR"
+"$LAB" -C "$LAB_DIR" up --nodes 3
+echo "==> verifying it"
+"$LAB" -C "$LAB_DIR" verify
+"$LAB" -C "$LAB_DIR" status
+echo "==> done: cd $LAB_DIR && lab status   (lab is $ROOT/.venv/bin/lab)"
