@@ -15,7 +15,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients dnsmasq-base
   vagrant vagrant-libvirt
   # box building and config drives
-  debootstrap genisoimage e2fsprogs fdisk dosfstools
+  debootstrap genisoimage e2fsprogs
   # etcd for the integration tier and the host-side tools
   etcd-server etcd-client
   # python: a virtualenv and what libvirt-python builds with

@@ -271,23 +271,35 @@ def _finish(
     log: BuildLog,
     extra: dict[str, Any],
 ) -> BuiltBox:
-    """Write metadata, Vagrantfile, .box and build.json into ``out``; rename it into the cache."""
+    """Write metadata.json, the Vagrantfile and the .box into ``out``, then commit it."""
     with log.step("package", "write metadata.json, Vagrantfile and the .box"):
         size = image.virtual_size(out / BOX_IMAGE)
         (out / "metadata.json").write_text(package.metadata_json(size))
         (out / "Vagrantfile").write_text(package.BOX_VAGRANTFILE)
         package.pack(out, out / f"{recipe.name}.box")
-        info = {
-            "recipe": recipe.name,
-            "recipe_path": str(recipe.path),
-            "kind": recipe.kind,
-            "key": key,
-            "vagrant_name": package.vagrant_box_name(recipe.name, key),
-            "virtual_size": size,
-            "size": (out / BOX_IMAGE).stat().st_size,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        } | extra
-        (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return _commit(recipe, key, out, paths, log, extra)
+
+
+def _commit(
+    recipe: Recipe,
+    key: str,
+    out: Path,
+    paths: CachePaths,
+    log: BuildLog,
+    extra: dict[str, Any],
+) -> BuiltBox:
+    """Write build.json (last, it marks a finished box) and rename ``out`` into the cache."""
+    info = {
+        "recipe": recipe.name,
+        "recipe_path": str(recipe.path),
+        "kind": recipe.kind,
+        "key": key,
+        "vagrant_name": package.vagrant_box_name(recipe.name, key),
+        "virtual_size": image.virtual_size(out / BOX_IMAGE),
+        "size": (out / BOX_IMAGE).stat().st_size,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    } | extra
+    (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     target = paths.box_dir(recipe.name, key)
     _replace_dir(out, target)
     built = read_built(target)
@@ -315,7 +327,7 @@ def _fetch(recipe: Recipe, key: str, paths: CachePaths, log: BuildLog) -> BuiltB
             )
         with log.step("unpack", "check and unpack the box"):
             _unpack(box_file, out, recipe)
-        return _finish_fetched(recipe, key, out, paths, log)
+        return _commit(recipe, key, out, paths, log, {"url": recipe.url, "sha256": recipe.sha256})
     finally:
         remove_tree(work)
 
@@ -371,31 +383,6 @@ def _unpack(box_file: Path, out: Path, recipe: Recipe) -> None:
         )
     if not (out / "Vagrantfile").exists():
         (out / "Vagrantfile").write_text(package.BOX_VAGRANTFILE)
-
-
-def _finish_fetched(
-    recipe: Recipe, key: str, out: Path, paths: CachePaths, log: BuildLog
-) -> BuiltBox:
-    size = image.virtual_size(out / BOX_IMAGE)
-    info = {
-        "recipe": recipe.name,
-        "recipe_path": str(recipe.path),
-        "kind": recipe.kind,
-        "key": key,
-        "url": recipe.url,
-        "sha256": recipe.sha256,
-        "vagrant_name": package.vagrant_box_name(recipe.name, key),
-        "virtual_size": size,
-        "size": (out / BOX_IMAGE).stat().st_size,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    target = paths.box_dir(recipe.name, key)
-    _replace_dir(out, target)
-    built = read_built(target)
-    if built is None:
-        raise BoxError(f"the fetched box in {target} cannot be read back", hint=f"log: {log.path}")
-    return built
 
 
 def _prune(paths: CachePaths, recipe_name: str, keep: Path) -> None:

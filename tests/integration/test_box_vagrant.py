@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -82,9 +81,7 @@ def test_url_recipe_fetches_checks_caches_and_adds(tmp_path: Path, vagrant_home:
     assert built.virtual_size == 64 * 1024**2
     assert [b.directory for b in list_boxes(cache)] == [built.directory]
 
-    started = time.monotonic()
     again = build_box("fetched", cache=cache, boxes_dir=boxes)
-    assert time.monotonic() - started < 2
     assert again.cached
     assert again.directory == built.directory
     assert package.remove(built.vagrant_name)

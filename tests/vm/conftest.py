@@ -93,6 +93,12 @@ def new_lab_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
+    existing = os.environ.get("LAB_VM_EXISTING")
+    if existing:
+        # A lab that is already up (same settings as below): used as is, never destroyed.
+        directory = Path(existing).resolve()
+        yield Lab(directory=directory, name=directory.name)
+        return
     directory = new_lab_dir()
     settings = {
         "num_instances": 3,

@@ -1,0 +1,404 @@
+"""Pure helpers for ``scripts/bench_up.py``: `lab up` against a floor of bare libvirt guests.
+
+The benchmark boots the same box twice: once directly with libvirt (the floor:
+overlays, config drives, one isolated network, nothing else) and once with
+``lab up``. Everything here is data in, data out: reading ``lab up``'s progress
+lines, etcd's HTTP answers and ``/proc/meminfo``, the floor's domain XML,
+picking free subnets and laying out the summary. The side effects live in the
+script.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.accel import AccelChoice
+
+TARGET_RATIO = 1.5
+GOAL_RATIO = 1.2
+BENCH_PREFIX = "bench-"
+
+# --- `lab up` progress -------------------------------------------------------
+
+# provisioner.progress.PlainProgress: "HH:MM:SS subject phase status[ after N.Ns][: detail]"
+# (subject padded to 10, phase to 12; phases may hold spaces, e.g. "ssh banner").
+_PROGRESS_LINE = re.compile(
+    r"^(?P<clock>\d\d:\d\d:\d\d) (?P<subject>\S+)\s+(?P<phase>\S.*?)\s+"
+    r"(?P<status>running|ok|failed|skipped)"
+    r"(?: after (?P<elapsed>\d+(?:\.\d+)?)s)?(?:: (?P<detail>.*))?$"
+)
+# The CLI's last line after a fresh `up`: "accel tcg; render 0.0s, host 0.0s, ..."
+_SUMMARY_LINE = re.compile(r"^accel (?P<accel>\w+); (?P<phases>.+)$")
+_SUMMARY_PHASE = re.compile(r"^(?P<phase>\w[\w ]*?) (?P<seconds>\d+(?:\.\d+)?)s$")
+_MEMBERS_HEALTHY = re.compile(r"^(?P<healthy>\d+)/(?P<wanted>\d+) members healthy")
+LAB_SUBJECT = "lab"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress line of ``lab up``, stamped with when the benchmark read it."""
+
+    at: float  # seconds since `lab up` started, as seen by the reader
+    subject: str  # "lab" or a node name
+    phase: str
+    status: str  # running | ok | failed | skipped
+    elapsed: float | None  # "after N.Ns": how long the phase took, when it ended
+    detail: str
+
+
+def parse_progress_line(line: str, at: float) -> ProgressEvent | None:
+    """A progress line as an event, or None for any other output."""
+    match = _PROGRESS_LINE.match(line.rstrip("\n"))
+    if match is None:
+        return None
+    elapsed = match.group("elapsed")
+    return ProgressEvent(
+        at=at,
+        subject=match.group("subject"),
+        phase=match.group("phase"),
+        status=match.group("status"),
+        elapsed=float(elapsed) if elapsed is not None else None,
+        detail=match.group("detail") or "",
+    )
+
+
+def parse_phase_summary(stdout: str) -> tuple[str, dict[str, float]] | None:
+    """The accelerator and per-phase seconds from ``lab up``'s final line, if it printed one.
+
+    The line may have been wrapped by the terminal width, so everything from the
+    line starting ``accel`` onwards is joined before it is read.
+    """
+    lines = stdout.splitlines()
+    for index, line in enumerate(lines):
+        if line.split(" ", 1)[0] == "accel":
+            joined = " ".join(part.strip() for part in lines[index:])
+            match = _SUMMARY_LINE.match(joined)
+            if match is None:
+                return None
+            phases: dict[str, float] = {}
+            for item in match.group("phases").split(","):
+                entry = _SUMMARY_PHASE.match(item.strip())
+                if entry is None:
+                    return None
+                phases[entry.group("phase")] = float(entry.group("seconds"))
+            return match.group("accel"), phases
+    return None
+
+
+def lab_phase_seconds(events: Iterable[ProgressEvent]) -> dict[str, float]:
+    """How long each of the lab's own phases took, from its ``ok``/``failed`` lines."""
+    return {
+        e.phase: e.elapsed
+        for e in events
+        if e.subject == LAB_SUBJECT and e.status in ("ok", "failed") and e.elapsed is not None
+    }
+
+
+@dataclass(frozen=True)
+class Milestones:
+    """When ``lab up`` reported reaching a point, in seconds since it started."""
+
+    first_banner: float | None
+    all_banners: float | None
+    etcd_healthy: float | None
+
+
+def lab_milestones(events: Sequence[ProgressEvent], nodes: int) -> Milestones:
+    """First and last node's SSH banner, and when the lab saw every etcd member healthy.
+
+    These are when ``lab up`` *noticed*: it only looks for banners after ``vagrant
+    up`` has returned, so they are upper bounds for when the guests got there.
+    """
+    banners = sorted(e.at for e in events if e.phase == "ssh banner" and e.status == "ok")
+    healthy = None
+    for event in events:
+        match = _MEMBERS_HEALTHY.match(event.detail)
+        if event.phase == "cluster" and match and match["healthy"] == match["wanted"]:
+            healthy = event.at
+            break
+    return Milestones(
+        first_banner=banners[0] if banners else None,
+        all_banners=banners[nodes - 1] if len(banners) >= nodes else None,
+        etcd_healthy=healthy,
+    )
+
+
+# --- etcd over HTTP ------------------------------------------------------------
+
+
+def parse_etcd_health(body: str) -> bool:
+    """etcd's ``GET /health`` answer: ``{"health":"true"}`` when the member has a quorum."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and str(data.get("health")).lower() == "true"
+
+
+def parse_started_members(body: str) -> tuple[str, ...]:
+    """Names of started members from ``POST /v3/cluster/member/list`` (grpc-gateway JSON).
+
+    A member that has been added but has not started yet has no name, as in
+    ``etcdctl member list``; it is left out.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ()
+    members = data.get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list):
+        return ()
+    return tuple(sorted(str(m["name"]) for m in members if isinstance(m, dict) and m.get("name")))
+
+
+# --- host memory -----------------------------------------------------------------
+
+
+def parse_mem_available_kib(meminfo: str) -> int:
+    """``MemAvailable`` from ``/proc/meminfo``, in KiB."""
+    for line in meminfo.splitlines():
+        name, _, rest = line.partition(":")
+        if name == "MemAvailable":
+            return int(rest.split()[0])
+    raise ValueError("no MemAvailable line in /proc/meminfo")
+
+
+def peak_used_mib(samples: Sequence[tuple[float, int]], start: float, end: float) -> float | None:
+    """Peak memory taken above the level at ``start``, in MiB, from (time, MemAvailable KiB).
+
+    The baseline is the last sample at or before ``start`` (else the first one
+    after it); None when no sample falls in the window.
+    """
+    before = [kib for at, kib in samples if at <= start]
+    during = [kib for at, kib in samples if start <= at <= end]
+    if not during:
+        return None
+    baseline = before[-1] if before else during[0]
+    return max(0, baseline - min(during)) / 1024
+
+
+# --- networks ------------------------------------------------------------------------
+
+_INET = re.compile(r"\binet (?P<cidr>\d+\.\d+\.\d+\.\d+/\d+)")
+
+
+def parse_ip_addr_networks(text: str) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of the host's interfaces, from ``ip -o -4 addr show``."""
+    return [ipaddress.IPv4Interface(m.group("cidr")).network for m in _INET.finditer(text)]
+
+
+def pick_subnets(
+    used: Iterable[ipaddress.IPv4Network],
+    count: int,
+    candidates: Iterable[ipaddress.IPv4Network] | None = None,
+) -> list[ipaddress.IPv4Network]:
+    """``count`` /24s that overlap nothing in ``used`` (nor each other).
+
+    By default from 192.168.200.0/24 upwards: labs pick their default subnet in
+    192.168.100-199, so the benchmark stays out of their way.
+    """
+    taken = list(used)
+    pool = candidates or (ipaddress.IPv4Network(f"192.168.{n}.0/24") for n in range(200, 255))
+    chosen: list[ipaddress.IPv4Network] = []
+    for net in pool:
+        if len(chosen) == count:
+            break
+        if not any(net.overlaps(other) for other in (*taken, *chosen)):
+            chosen.append(net)
+    if len(chosen) < count:
+        raise ValueError(f"no {count} free /24 subnets among the candidates")
+    return chosen
+
+
+# --- vagrant-libvirt's copy of the box ------------------------------------------------
+
+
+def box_volume_prefix(vagrant_name: str) -> str:
+    """How vagrant-libvirt 0.11 names the pool volume it uploads a box into (its prefix).
+
+    ``handle_box_image.rb``: the box name with ``/`` as ``-VAGRANTSLASH-``, then
+    ``_vagrant_box_image_<version>_...``.
+    """
+    return vagrant_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+
+
+def box_uploaded(volumes: Iterable[str], vagrant_name: str) -> bool:
+    prefix = box_volume_prefix(vagrant_name)
+    return any(name.startswith(prefix) for name in volumes)
+
+
+# --- the floor's guests --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloorGuest:
+    """One guest of the floor: a libvirt domain defined straight from XML."""
+
+    domain: str
+    hostname: str
+    ip: str
+    mac: str
+    memory_mib: int
+    cpus: int
+    disk: Path  # qcow2 overlay on the box image
+    config_drive: Path  # config-2 ISO
+    console_log: Path
+    network: str
+
+
+def render_domain_xml(guest: FloorGuest, accel: AccelChoice) -> str:
+    """Domain XML for ``guest``: what vagrant-libvirt defines for a lab node, minus Vagrant.
+
+    ``<domain type='qemu'>`` with CPU model qemu64 under TCG, ``type='kvm'`` with
+    host-passthrough on hardware virtualisation; virtio disk and NIC, the config
+    drive as a read-only IDE cdrom, the serial console into a file, virtio RNG.
+    """
+    root = ET.Element("domain", type=accel.driver)
+    ET.SubElement(root, "name").text = guest.domain
+    ET.SubElement(root, "description").text = "bench_up.py floor guest"
+    ET.SubElement(root, "memory", unit="MiB").text = str(guest.memory_mib)
+    ET.SubElement(root, "vcpu").text = str(guest.cpus)
+    os_el = ET.SubElement(root, "os")
+    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_el, "boot", dev="hd")
+    features = ET.SubElement(root, "features")
+    for feature in ("acpi", "apic", "pae"):
+        ET.SubElement(features, feature)
+    if accel.accel == "kvm":
+        ET.SubElement(root, "cpu", mode="host-passthrough")
+    else:
+        cpu = ET.SubElement(root, "cpu", mode="custom", match="exact")
+        ET.SubElement(cpu, "model", fallback="allow").text = accel.cpu_model
+    ET.SubElement(root, "clock", offset="utc")
+    ET.SubElement(root, "on_poweroff").text = "destroy"
+    ET.SubElement(root, "on_reboot").text = "restart"
+    ET.SubElement(root, "on_crash").text = "destroy"
+    devices = ET.SubElement(root, "devices")
+    disk = ET.SubElement(devices, "disk", type="file", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type="qcow2")
+    ET.SubElement(disk, "source", file=str(guest.disk))
+    ET.SubElement(disk, "target", dev="vda", bus="virtio")
+    cdrom = ET.SubElement(devices, "disk", type="file", device="cdrom")
+    ET.SubElement(cdrom, "driver", name="qemu", type="raw")
+    ET.SubElement(cdrom, "source", file=str(guest.config_drive))
+    ET.SubElement(cdrom, "target", dev="hda", bus="ide")
+    ET.SubElement(cdrom, "readonly")
+    nic = ET.SubElement(devices, "interface", type="network")
+    ET.SubElement(nic, "mac", address=guest.mac)
+    ET.SubElement(nic, "source", network=guest.network)
+    ET.SubElement(nic, "model", type="virtio")
+    for tag, target in (("serial", {"port": "0"}), ("console", {"type": "serial", "port": "0"})):
+        element = ET.SubElement(devices, tag, type="file")
+        ET.SubElement(element, "source", path=str(guest.console_log))
+        ET.SubElement(element, "target", target)
+    rng = ET.SubElement(devices, "rng", model="virtio")
+    ET.SubElement(rng, "backend", model="random").text = "/dev/urandom"
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloorTimes:
+    """The floor, in seconds. Boot milestones count from the first domain's start."""
+
+    prep: float  # network, overlays, config drives, domain definitions
+    first_banner: float
+    all_banners: float
+    healthy: float  # every member's /health true and every member started
+
+    @property
+    def total(self) -> float:
+        return self.prep + self.healthy
+
+
+def verdict(ratio: float, target: float = TARGET_RATIO, goal: float = GOAL_RATIO) -> str:
+    if ratio <= goal:
+        return f"meets the goal (<= {goal:g}) and the target (<= {target:g})"
+    if ratio <= target:
+        return f"meets the target (<= {target:g}), not the goal (<= {goal:g})"
+    return f"misses the target (<= {target:g}) and the goal (<= {goal:g})"
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the rest right-aligned but the last."""
+    widths = [max(len(str(r[i])) for r in (headers, *rows)) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i == 0 or i == len(cells) - 1:
+                out.append(cell.ljust(widths[i]))
+            else:
+                out.append(cell.rjust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class PartStats:
+    """One measured part of the run, with what else the host was doing meanwhile."""
+
+    seconds: float | None  # None when the part failed or was interrupted
+    peak_mib: float | None  # host memory taken above the level at the part's start
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    other_domains: int  # running libvirt domains that are not the benchmark's
+
+
+def summary_rows(
+    floor: FloorTimes | None,
+    lab_total: float | None,
+    lab_phases: Mapping[str, float],
+    parts: Mapping[str, PartStats],
+) -> list[list[str]]:
+    """The summary table: what, seconds, peak MiB, 1-minute load before/after, note.
+
+    ``parts`` holds "floor", "lab up", "lab verify" and "lab destroy" when they ran.
+    """
+
+    def stats(name: str) -> list[str]:
+        part = parts.get(name)
+        if part is None:
+            return ["-", "-"]
+        return [mib(part.peak_mib), f"{part.load_before[0]:.1f}/{part.load_after[0]:.1f}"]
+
+    rows: list[list[str]] = []
+    if floor is not None:
+        rows += [
+            ["floor: prep", seconds(floor.prep), "", "", "network, overlays, drives, define"],
+            ["floor: first SSH banner", seconds(floor.first_banner), "", "", "since first start"],
+            ["floor: all SSH banners", seconds(floor.all_banners), "", "", "since first start"],
+            ["floor: etcd 3/3 healthy", seconds(floor.healthy), "", "", "since first start"],
+        ]
+    rows.append(["floor: total", seconds(floor.total if floor else None), *stats("floor"), ""])
+    rows += [[f"lab up: {phase}", seconds(s), "", "", ""] for phase, s in lab_phases.items()]
+    rows.append(["lab up: total", seconds(lab_total), *stats("lab up"), "wall clock"])
+    for name in ("lab verify", "lab destroy"):
+        part = parts.get(name)
+        rows.append([name, seconds(part.seconds if part else None), *stats(name), ""])
+    if floor is not None and lab_total is not None:
+        ratio = lab_total / floor.total
+        rows.append(["ratio lab up / floor", f"{ratio:.2f}", "", "", verdict(ratio)])
+    return rows
+
+
+SUMMARY_HEADERS = ("", "seconds", "peak MiB", "load 1m", "note")

@@ -1,0 +1,902 @@
+#!/usr/bin/env python3
+"""Benchmark `lab up` against a floor of bare libvirt guests: prints numbers, asserts nothing.
+
+    .venv/bin/python scripts/bench_up.py [--json FILE] [--nodes 3] [--discovery MODE]
+
+In one run, on this host:
+
+1. the floor: the same box booted three times straight from libvirt-python
+   (domain XML written here, qcow2 overlays, a config-2 ISO per guest with a
+   static-etcd cloud-config rendered by provisioner.render, one isolated network
+   with DHCP reservations), timed until etcd answers 3/3 healthy over HTTP from
+   the host, with the first and last SSH banner on the way;
+2. `lab up --nodes N` in a fresh lab directory under /var/tmp, phase by phase
+   from its progress lines, then `lab verify`;
+3. the ratio lab up / floor, against the target 1.5 and the goal 1.2;
+4. `lab destroy`;
+5. peak host memory above the level at each part's start (MemAvailable, sampled
+   every 0.5 s), and the load average around each part.
+
+The box is built (or found in the cache) first. Its one-time upload into the
+libvirt pool is done by a 1-node warm-up lab when it is missing, so no timed
+part pays for it. Everything is named `bench-...` and removed at the end, also
+after a failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from provisioner import readiness
+from provisioner.accel import AccelChoice, choose_accel
+from provisioner.bench import (
+    GOAL_RATIO,
+    SUMMARY_HEADERS,
+    TARGET_RATIO,
+    FloorGuest,
+    FloorTimes,
+    PartStats,
+    ProgressEvent,
+    box_uploaded,
+    box_volume_prefix,
+    format_table,
+    lab_milestones,
+    lab_phase_seconds,
+    parse_etcd_health,
+    parse_ip_addr_networks,
+    parse_mem_available_kib,
+    parse_phase_summary,
+    parse_progress_line,
+    parse_started_members,
+    peak_used_mib,
+    pick_subnets,
+    render_domain_xml,
+    seconds,
+    summary_rows,
+    verdict,
+)
+from provisioner.box.build import BuiltBox, build_box
+from provisioner.config import LabConfig, Overrides, build_config, load_config
+from provisioner.configdrive import build_config_drive, meta_data
+from provisioner.errors import HostError, LabError, WaitTimeout
+from provisioner.hypervisor.libvirt import LibvirtHost, check_qemu_can_open
+from provisioner.hypervisor.network import DhcpHost, lab_network, parse_network_xml
+from provisioner.render import RenderInputs, render_lab
+from provisioner.state import ensure_ssh_key
+
+FLOOR_TIMEOUT = 900.0  # three TCG guests on a shared 2-core host: boot to etcd healthy
+UP_TIMEOUT = 2400.0
+VERIFY_TIMEOUT = 1200.0
+DESTROY_TIMEOUT = 600.0
+CHILD_GRACE = 180.0  # for a `lab` command to clean up after SIGINT
+SAMPLE_SECONDS = 0.5
+POLL_SECONDS = 0.5
+
+# The `lab` command being measured, in a child process as a user would run it.
+LAB = (sys.executable, "-m", "provisioner.cli")
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def load() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+# --- host memory ----------------------------------------------------------------
+
+
+class MemorySampler:
+    """MemAvailable every 0.5 s in a thread: (monotonic time, KiB)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="meminfo", daemon=True)
+
+    def _sample(self) -> None:
+        text = Path("/proc/meminfo").read_text()
+        self.samples.append((time.monotonic(), parse_mem_available_kib(text)))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def start(self) -> None:
+        self._sample()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Results:
+    """What the run found out; printed as a table and written as JSON."""
+
+    started: str
+    run_id: str
+    host: dict[str, Any] = dataclasses.field(default_factory=dict)
+    box: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warmup: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parts: dict[str, PartStats] = dataclasses.field(default_factory=dict)
+    floor: FloorTimes | None = None
+    lab_up: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lab_phases: dict[str, float] = dataclasses.field(default_factory=dict)
+    lab_total: float | None = None
+    verify_ok: bool | None = None
+    leftovers: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        ratio = (
+            self.lab_total / self.floor.total if self.floor and self.lab_total is not None else None
+        )
+        floor = None
+        if self.floor is not None:
+            floor = {**dataclasses.asdict(self.floor), "total": self.floor.total}
+        return {
+            "started": self.started,
+            "run_id": self.run_id,
+            "host": self.host,
+            "box": self.box,
+            "warmup": self.warmup,
+            "floor": floor,
+            "lab_up": {**self.lab_up, "total": self.lab_total, "phases": self.lab_phases},
+            "verify_ok": self.verify_ok,
+            "parts": {name: dataclasses.asdict(part) for name, part in self.parts.items()},
+            "ratio": ratio,
+            "target": TARGET_RATIO,
+            "goal": GOAL_RATIO,
+            "verdict": verdict(ratio) if ratio is not None else None,
+            "leftovers": self.leftovers,
+            "errors": self.errors,
+        }
+
+
+def other_domains(host: LibvirtHost, run_id: str) -> list[str]:
+    import libvirt
+
+    active = host.connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    return sorted(d.name() for d in active if run_id not in d.name())
+
+
+@contextlib.contextmanager
+def measured(
+    name: str, results: Results, sampler: MemorySampler, host: LibvirtHost
+) -> Iterator[None]:
+    """Time a part and record its peak memory and the load around it (also on failure)."""
+    others = len(other_domains(host, results.run_id))
+    before = load()
+    started = time.monotonic()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        ended = time.monotonic()
+        results.parts[name] = PartStats(
+            seconds=ended - started if ok else None,
+            peak_mib=peak_used_mib(sampler.samples, started, ended),
+            load_before=before,
+            load_after=load(),
+            other_domains=others,
+        )
+
+
+# --- `lab` commands -------------------------------------------------------------------
+
+_children: list[subprocess.Popen[str]] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class LabRun:
+    returncode: int
+    seconds: float
+    stdout: str
+    events: tuple[ProgressEvent, ...]
+
+
+def run_lab(
+    lab_dir: Path, argv: Sequence[str], log: Path, timeout: float, *, echo: bool = True
+) -> LabRun:
+    """Run ``lab -C lab_dir ARGV``; stamp each progress line on arrival; stop at the deadline."""
+    env = {**os.environ, "COLUMNS": "200"}  # the final timing line must not wrap
+    command = [*LAB, "-C", str(lab_dir), *argv]
+    events: list[ProgressEvent] = []
+    stdout_path = log.with_suffix(".stdout")
+    with log.open("w") as err_log, stdout_path.open("w") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
+        )
+        _children.append(proc)
+
+        def read(stream: TextIO) -> None:
+            for line in stream:
+                at = time.monotonic() - started
+                err_log.write(f"{at:8.2f} {line}")
+                event = parse_progress_line(line, at)
+                if event is not None:
+                    events.append(event)
+                if echo:
+                    print(f"    | {line.rstrip()}", flush=True)
+
+        assert proc.stderr is not None
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_child(proc, interrupt=True)
+            raise WaitTimeout(
+                "lab", f"`lab {' '.join(argv)}` did not finish within {timeout:g}s", hint=str(log)
+            ) from None
+        except KeyboardInterrupt:
+            # Ctrl-C reached the child too (same process group); SIGTERM was forwarded.
+            stop_child(proc, interrupt=False)
+            raise
+        except BaseException:
+            stop_child(proc, interrupt=True)
+            raise
+        finally:
+            reader.join(timeout=10)
+            _children.remove(proc)
+        took = time.monotonic() - started
+    return LabRun(proc.returncode, took, stdout_path.read_text(), tuple(events))
+
+
+def stop_child(proc: subprocess.Popen[str], *, interrupt: bool) -> None:
+    """Let a `lab` command clean up after SIGINT (sent here when ``interrupt``), then kill it."""
+    if proc.poll() is not None:
+        return
+    if interrupt:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=CHILD_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def require_ok(run: LabRun, what: str, log: Path) -> None:
+    if run.returncode != 0:
+        tail = log.read_text().splitlines()[-5:]
+        raise LabError(
+            f"{what} exited with status {run.returncode}: " + " / ".join(tail),
+            hint=f"full output in {log} and {log.with_suffix('.stdout')}",
+        )
+
+
+def make_lab_dir(path: Path, name: str, subnet: ipaddress.IPv4Network) -> Path:
+    """A lab directory QEMU can read config drives from (mode 755 on the way down)."""
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    (path / "lab.yaml").write_text(f"name: {name}\nsubnet: {subnet}\n")
+    check_qemu_can_open(path / "lab.yaml")
+    return path
+
+
+# --- the floor ----------------------------------------------------------------------
+
+
+class Floor:
+    """Three guests from the box, straight from libvirt: no lab, no Vagrant."""
+
+    def __init__(
+        self,
+        run_id: str,
+        workdir: Path,
+        lab: LabConfig,
+        subnet: ipaddress.IPv4Network,
+        accel: AccelChoice,
+    ) -> None:
+        self.name = f"bench-floor-{run_id}"
+        self.dir = workdir / self.name
+        self.accel = accel
+        self.config = build_config(
+            {
+                "name": self.name,
+                "subnet": str(subnet),
+                "discovery": "static",
+                "num_instances": lab.num_instances,
+                "vm_memory": lab.vm_memory,
+                "vm_cpus": lab.vm_cpus,
+            },
+            self.dir,
+            Overrides(),
+        )
+        self.base = self.dir / "box.qcow2"
+        self.guests: list[FloorGuest] = []
+        self.defined: list[str] = []
+        self.network: str | None = None
+
+    def stage(self, built: BuiltBox) -> None:
+        """Copy the box image where QEMU can read it (untimed, like vagrant's pool upload)."""
+        self.dir.mkdir(mode=0o755)
+        self.dir.chmod(0o755)
+        shutil.copyfile(built.image, self.base)
+        check_qemu_can_open(self.base)
+
+    def prepare(self, host: LibvirtHost, built: BuiltBox) -> None:
+        """Network, overlays, config drives and domain definitions."""
+        key_path, public_key = ensure_ssh_key(self.dir / "state")
+        inputs = RenderInputs(
+            ssh_public_key=public_key,
+            ssh_private_key_path=key_path,
+            discovery_url=None,
+            box_name=built.vagrant_name,
+            box_version=None,
+            driver=self.accel.driver,
+        )
+        files = render_lab(self.config, inputs, fragments={})
+        hosts = [DhcpHost(n.name, n.mac, ipaddress.IPv4Address(n.ip)) for n in self.config.nodes]
+        bridge = "bench-" + hashlib.sha256(self.name.encode()).hexdigest()[:9]
+        spec = dataclasses.replace(
+            lab_network(self.name, self.config.subnet, hosts), name=self.name, bridge=bridge
+        )
+        self.network = spec.name
+        host.ensure_network(spec)
+        for node in self.config.nodes:
+            guest = FloorGuest(
+                domain=f"{self.name}-{node.name}",
+                hostname=node.name,
+                ip=node.ip,
+                mac=node.mac,
+                memory_mib=self.config.vm_memory,
+                cpus=self.config.vm_cpus,
+                disk=self.dir / f"{node.name}.qcow2",
+                config_drive=self.dir / f"{node.name}-config-2.iso",
+                console_log=self.dir / f"{node.name}-console.log",
+                network=spec.name,
+            )
+            overlay(self.base, guest.disk)
+            build_config_drive(
+                files[f"nodes/{node.name}/user-data"],
+                meta_data(node.name, node.ip, {"lab": public_key}),
+                guest.config_drive,
+            )
+            self.defined.append(guest.domain)
+            try:
+                host.connection.defineXML(render_domain_xml(guest, self.accel))
+            except Exception as exc:
+                raise HostError(f"cannot define {guest.domain}: {exc}") from exc
+            self.guests.append(guest)
+
+    def boot(self, host: LibvirtHost) -> float:
+        """Start every domain; returns when the first one was started (monotonic)."""
+        started = time.monotonic()
+        for guest in self.guests:
+            try:
+                host.connection.lookupByName(guest.domain).create()
+            except Exception as exc:
+                raise HostError(f"cannot start {guest.domain}: {exc}") from exc
+        return started
+
+    def wait(self, booted: float, deadline: float) -> tuple[float, float, float]:
+        """First banner, all banners and etcd 3/3 healthy, in seconds since ``booted``."""
+        stop = threading.Event()
+        ips = [g.ip for g in self.guests]
+        with ThreadPoolExecutor(max_workers=2 * len(ips)) as pool:
+            banners = [pool.submit(wait_for_banner, ip, deadline, stop) for ip in ips]
+            try:
+                healthy = self._wait_healthy(pool, ips, deadline) - booted
+                seen = [b.result(timeout=max(1.0, deadline - time.monotonic())) for b in banners]
+            finally:
+                stop.set()
+        if any(at is None for at in seen):
+            raise WaitTimeout(self.name, "etcd is healthy but not every guest sent an SSH banner")
+        times = sorted(at - booted for at in seen if at is not None)
+        return times[0], times[-1], healthy
+
+    def _wait_healthy(self, pool: ThreadPoolExecutor, ips: list[str], deadline: float) -> float:
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            health = list(pool.map(etcd_member_healthy, ips))
+            if all(health):
+                members = etcd_started_members(ips[0])
+                if len(members) == len(ips):
+                    return time.monotonic()
+                last = f"{len(members)} of {len(ips)} members started"
+            else:
+                last = "healthy: " + ", ".join(
+                    f"{ip} {'yes' if ok else 'no'}" for ip, ok in zip(ips, health, strict=True)
+                )
+            time.sleep(POLL_SECONDS)
+        raise WaitTimeout(
+            self.name,
+            f"etcd did not report {len(ips)}/{len(ips)} healthy within the deadline; last: {last}",
+            hint=f"serial consoles in {self.dir}",
+        )
+
+    def console_tails(self, lines: int = 15) -> str:
+        out = []
+        for guest in self.guests:
+            with contextlib.suppress(OSError):
+                text = guest.console_log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {guest.domain} console (last {lines} lines)\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def cleanup(self, host: LibvirtHost, keep_logs: Path | None = None) -> list[str]:
+        """Remove the domains, network and files; returns what was removed. Idempotent.
+
+        With ``keep_logs`` the serial consoles are copied there first.
+        """
+        import libvirt
+
+        removed = []
+        names = set(self.defined) | {
+            d.name() for d in host.connection.listAllDomains(0) if d.name().startswith(self.name)
+        }
+        for name in sorted(names):
+            try:
+                dom = host.connection.lookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+            removed.append(name)
+        self.defined.clear()
+        if self.network and host.remove_network(self.network):
+            removed.append(self.network)
+        self.network = None
+        if keep_logs is not None:
+            for guest in self.guests:
+                if guest.console_log.exists():
+                    shutil.copyfile(guest.console_log, keep_logs / guest.console_log.name)
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        return removed
+
+
+def overlay(base: Path, target: Path) -> None:
+    result = subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HostError(f"qemu-img create {target} failed: {result.stderr.strip()}")
+
+
+def wait_for_banner(ip: str, deadline: float, stop: threading.Event) -> float | None:
+    """When (monotonic) the guest's sshd first sent its banner; None at the deadline or stop."""
+    while not stop.is_set() and time.monotonic() < deadline:
+        if readiness.ssh_banner(ip, timeout=1.0):
+            return time.monotonic()
+        stop.wait(POLL_SECONDS)
+    return None
+
+
+def http_text(url: str, data: bytes | None = None, timeout: float = 2.0) -> str | None:
+    """The body at ``url`` (the lab's own guests only), or None on any failure."""
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - own guest
+            body: bytes = reply.read()
+            return body.decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+
+
+def etcd_member_healthy(ip: str) -> bool:
+    body = http_text(f"http://{ip}:2379/health")
+    return body is not None and parse_etcd_health(body)
+
+
+def etcd_started_members(ip: str) -> tuple[str, ...]:
+    body = http_text(f"http://{ip}:2379/v3/cluster/member/list", data=b"{}")
+    return parse_started_members(body) if body is not None else ()
+
+
+# --- host facts -------------------------------------------------------------------
+
+
+def used_networks(host: LibvirtHost) -> list[ipaddress.IPv4Network]:
+    nets = [parse_network_xml(n.XMLDesc(0)).subnet for n in host.connection.listAllNetworks(0)]
+    result = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10, check=False
+    )
+    return [n for n in nets if n.prefixlen < 32] + parse_ip_addr_networks(result.stdout)
+
+
+def pool_volumes(host: LibvirtHost, pool: str = "default") -> dict[str, str]:
+    """Volume name -> path in ``pool`` (empty if the pool does not exist yet)."""
+    import libvirt
+
+    try:
+        pool_obj = host.connection.storagePoolLookupByName(pool)
+    except libvirt.libvirtError:
+        return {}
+    if not pool_obj.isActive():
+        return {}
+    pool_obj.refresh(0)
+    return {vol.name(): vol.path() for vol in pool_obj.listAllVolumes(0)}
+
+
+def read_through(path: Path) -> None:
+    """Read a file once so the page cache holds it (both runs then start warm)."""
+    with path.open("rb") as handle:
+        while handle.read(1 << 22):
+            pass
+
+
+def leftovers(host: LibvirtHost, run_id: str) -> list[str]:
+    """Everything in libvirt whose name carries this run's id."""
+    conn = host.connection
+    names = [d.name() for d in conn.listAllDomains(0)]
+    names += [n.name() for n in conn.listAllNetworks(0)]
+    names += list(pool_volumes(host))
+    return sorted(n for n in names if run_id in n)
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+class Cleanups:
+    """Teardown steps, run last-registered first; each one's failure is reported, not fatal."""
+
+    def __init__(self, results: Results) -> None:
+        self.steps: list[tuple[str, Callable[[], object]]] = []
+        self.results = results
+
+    def add(self, label: str, step: Callable[[], object]) -> None:
+        self.steps.append((label, step))
+
+    def run(self) -> None:
+        while self.steps:
+            label, step = self.steps.pop()
+            try:
+                outcome = step()
+                if outcome:
+                    say(f"cleanup: {label}: {outcome}")
+            except Exception as exc:  # noqa: BLE001 - every step runs; failures are reported
+                self.results.errors.append(f"cleanup {label}: {exc}")
+                say(f"cleanup: {label} FAILED: {exc}")
+
+
+def lab_cleanup(
+    lab_dir: Path, lab_name: str, logs: Path, keep_logs: Callable[[], bool]
+) -> Callable[[], object]:
+    """`lab destroy` unless it already ran, then remove anything still carrying the lab's name.
+
+    The lab's own logs (consoles, vagrant.log) are copied into ``logs`` first
+    when ``keep_logs()`` says so (after a failure).
+    """
+
+    def step() -> object:
+        done = []
+        if (lab_dir / ".lab" / "state.json").exists():
+            run = run_lab(
+                lab_dir, ["destroy"], logs / f"{lab_name}-cleanup-destroy.log", DESTROY_TIMEOUT,
+                echo=False,
+            )  # fmt: skip
+            done.append(f"lab destroy exited {run.returncode}")
+        with LibvirtHost.open() as host:
+            if not host.lab_objects(lab_name).empty:
+                done.append(f"removed {host.remove_lab(lab_name)}")
+        if keep_logs() and (lab_dir / ".lab" / "logs").is_dir():
+            shutil.copytree(lab_dir / ".lab" / "logs", logs / f"{lab_name}-logs")
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        return "; ".join(done)
+
+    return step
+
+
+def logs_cleanup(logs: Path, keep_logs: Callable[[], bool]) -> Callable[[], object]:
+    def step() -> object:
+        if keep_logs():
+            return f"logs kept in {logs}"
+        shutil.rmtree(logs, ignore_errors=True)
+        return None
+
+    return step
+
+
+class Bench:
+    """One run: setup, the floor, then lab up / verify / destroy; teardown is in ``cleanups``."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        results: Results,
+        sampler: MemorySampler,
+        cleanups: Cleanups,
+    ) -> None:
+        self.args = args
+        self.results = results
+        self.sampler = sampler
+        self.cleanups = cleanups
+        self.run_id = results.run_id
+        self.workdir = Path(args.workdir)
+        self.logs = self.workdir / f"bench-logs-{self.run_id}"
+        self.accel = choose_accel()
+
+    def keep_logs(self) -> bool:
+        return bool(self.args.keep_logs or self.results.errors)
+
+    def run(self) -> None:
+        from provisioner.hypervisor.daemons import ensure_daemons, ensure_default_pool
+
+        self.logs.mkdir(mode=0o755)
+        self.cleanups.add("logs", logs_cleanup(self.logs, self.keep_logs))
+        ensure_daemons(start=True)
+        ensure_default_pool(create=True)
+        host = LibvirtHost.open()
+        self.cleanups.add("libvirt connection", host.close)
+        self.describe_host(host)
+        built = self.box()
+        floor_net, lab_net, warm_net = pick_subnets(used_networks(host), 3)
+        lab_name = f"bench-up-{self.run_id}"
+        lab_dir = self.workdir / lab_name
+        self.cleanups.add(
+            f"lab {lab_name}", lab_cleanup(lab_dir, lab_name, self.logs, self.keep_logs)
+        )
+        make_lab_dir(lab_dir, lab_name, lab_net)
+        lab = load_config(
+            lab_dir, Overrides(num_instances=self.args.nodes, discovery=self.args.discovery)
+        )
+        # The box's one-time upload into the libvirt pool is not part of any timed run.
+        if box_uploaded(pool_volumes(host), built.vagrant_name):
+            self.results.warmup = {"needed": False}
+            say("box already in the libvirt pool: no warm-up needed")
+        else:
+            self.warm_up(self.workdir / f"bench-warm-{self.run_id}", warm_net)
+        self.floor(host, built, lab, floor_net)
+        # The floor's base image is in the page cache from staging; read
+        # vagrant-libvirt's copy once too, so both runs start warm.
+        prefix = box_volume_prefix(built.vagrant_name)
+        for name, path in pool_volumes(host).items():
+            if name.startswith(prefix):
+                read_through(Path(path))
+        self.lab(host, lab)
+
+    def describe_host(self, host: LibvirtHost) -> None:
+        others = other_domains(host, self.run_id)
+        self.results.host = {
+            "cpus": os.cpu_count(),
+            "accel": self.accel.accel,
+            "accel_reason": self.accel.reason,
+            "load_at_start": load(),
+            "other_running_domains": others,
+        }
+        say(f"accel {self.accel.accel} ({self.accel.reason})")
+        say(
+            "load average {:.2f} {:.2f} {:.2f}; ".format(*load())
+            + f"{len(others)} other running domains: {', '.join(others) or '-'}"
+        )
+
+    def box(self) -> BuiltBox:
+        started = time.monotonic()
+        built = build_box(self.args.box, add_to_vagrant=True)
+        self.results.box = {
+            "name": built.vagrant_name,
+            "cached": built.cached,
+            "seconds": time.monotonic() - started,
+        }
+        say(f"box {built.vagrant_name} ({'cached' if built.cached else 'built'})")
+        return built
+
+    def warm_up(self, lab_dir: Path, subnet: ipaddress.IPv4Network) -> None:
+        """A 1-node lab, so vagrant-libvirt uploads the box into the pool before any timing."""
+        name = lab_dir.name
+        cleanup = lab_cleanup(lab_dir, name, self.logs, self.keep_logs)
+        self.cleanups.add(f"warm-up lab {name}", cleanup)
+        make_lab_dir(lab_dir, name, subnet)
+        say(f"warm-up: the box is not in the libvirt pool yet; `lab up --nodes 1` in {lab_dir}")
+        log = self.logs / "warm-up.log"
+        up = run_lab(lab_dir, ["up", "--nodes", "1", "--discovery", "static"], log, UP_TIMEOUT)
+        require_ok(up, "warm-up lab up", log)
+        self.results.warmup = {
+            "needed": True,
+            "seconds": up.seconds,
+            "phases": lab_phase_seconds(up.events),
+        }
+        say(f"warm-up: done in {up.seconds:.1f}s (not counted); removing it")
+        say(f"warm-up: {cleanup()}")
+
+    def floor(
+        self, host: LibvirtHost, built: BuiltBox, lab: LabConfig, subnet: ipaddress.IPv4Network
+    ) -> None:
+        floor = Floor(self.run_id, self.workdir, lab, subnet, self.accel)
+        self.cleanups.add(
+            f"floor {floor.name}",
+            lambda: floor.cleanup(host, self.logs if self.keep_logs() else None),
+        )
+        say(f"floor: copying the box image to {floor.base} (not timed)")
+        floor.stage(built)
+        say(f"floor: {len(floor.config.nodes)} guests on {subnet}, {lab.vm_memory} MiB each")
+        try:
+            with measured("floor", self.results, self.sampler, host):
+                began = time.monotonic()
+                floor.prepare(host, built)
+                booted = floor.boot(host)
+                say("floor: started; waiting for SSH banners and etcd health")
+                first, every, healthy = floor.wait(booted, booted + FLOOR_TIMEOUT)
+        except LabError:
+            print(floor.console_tails(), flush=True)
+            raise
+        times = FloorTimes(booted - began, first, every, healthy)
+        self.results.floor = times
+        n = len(floor.guests)
+        say(
+            f"floor: prep {times.prep:.1f}s; since the first start: first SSH banner "
+            f"{first:.1f}s, all {every:.1f}s, etcd {n}/{n} healthy {healthy:.1f}s"
+        )
+        say(f"floor: removed {', '.join(floor.cleanup(host))}")
+
+    def lab(self, host: LibvirtHost, lab: LabConfig) -> None:
+        argv = ["up", "--nodes", str(self.args.nodes)]
+        if self.args.discovery:
+            argv += ["--discovery", self.args.discovery]
+        say(f"lab {' '.join(argv)} in {lab.directory} (subnet {lab.subnet}, {lab.discovery})")
+        with measured("lab up", self.results, self.sampler, host):
+            up = run_lab(lab.directory, argv, self.logs / "up.log", UP_TIMEOUT)
+            record_lab_up(up, lab, self.results)
+            require_ok(up, "lab up", self.logs / "up.log")
+
+        say("lab verify")
+        log = self.logs / "verify.log"
+        with measured("lab verify", self.results, self.sampler, host):
+            checked = run_lab(lab.directory, ["verify"], log, VERIFY_TIMEOUT, echo=False)
+        self.results.verify_ok = checked.returncode == 0
+        for line in checked.stdout.splitlines()[-4:]:
+            print(f"    | {line}", flush=True)
+        if not self.results.verify_ok:
+            self.results.errors.append(f"lab verify exited {checked.returncode}; see {log}")
+
+        say("lab destroy")
+        log = self.logs / "destroy.log"
+        with measured("lab destroy", self.results, self.sampler, host):
+            gone = run_lab(lab.directory, ["destroy"], log, DESTROY_TIMEOUT, echo=False)
+            require_ok(gone, "lab destroy", log)
+        print(f"    | {gone.stdout.strip()}", flush=True)
+
+
+def record_lab_up(up: LabRun, lab: LabConfig, results: Results) -> None:
+    """Phase times (the CLI's final line, else the progress lines) and milestones."""
+    phases = lab_phase_seconds(up.events)
+    summary = parse_phase_summary(up.stdout)
+    box_detail = next(
+        (e.detail for e in up.events if (e.subject, e.phase, e.status) == ("lab", "box", "ok")),
+        "",
+    )
+    marks = lab_milestones(up.events, len(lab.nodes))
+    results.lab_phases = summary[1] if summary else phases
+    results.lab_up = {
+        "returncode": up.returncode,
+        "seconds": up.seconds,
+        "accel": summary[0] if summary else None,
+        "phases_from_progress_lines": phases,
+        "box_phase": box_detail,
+        "seen_by_lab": dataclasses.asdict(marks),
+        "discovery": lab.discovery,
+    }
+    if up.returncode != 0:
+        return
+    results.lab_total = up.seconds
+    if "(cached)" not in box_detail:
+        results.errors.append(f"lab up's box phase did not use the cached box: {box_detail!r}")
+    say(
+        f"lab up: {up.seconds:.1f}s; it noticed the first SSH banner at "
+        f"{seconds(marks.first_banner)}s, all at {seconds(marks.all_banners)}s, "
+        f"etcd healthy at {seconds(marks.etcd_healthy)}s"
+    )
+
+
+def print_summary(results: Results) -> None:
+    print()
+    print(
+        f"lab up --nodes 3 vs. the floor ({results.host.get('accel', '?')}, "
+        f"{results.host.get('cpus', '?')} CPUs, box {results.box.get('name', '?')})"
+    )
+    print(format_table(SUMMARY_HEADERS, summary_rows(
+        results.floor, results.lab_total, results.lab_phases, results.parts
+    )))  # fmt: skip
+    warm = results.warmup
+    if warm.get("needed"):
+        print(f"box upload warm-up (not counted): {warm['seconds']:.1f}s")
+    seen = results.lab_up.get("seen_by_lab")
+    if seen:
+        print(
+            f"lab up noticed (since it started): first SSH banner {seconds(seen['first_banner'])}s,"
+            f" all {seconds(seen['all_banners'])}s, etcd healthy {seconds(seen['etcd_healthy'])}s;"
+            " it looks for banners only after vagrant up returns"
+        )
+    print(
+        "peak MiB: host memory taken above the level at the part's start (MemAvailable);"
+        " load 1m: before/after. Other VMs on the host add noise to both."
+    )
+    print(f"left in libvirt: {', '.join(results.leftovers) or 'nothing'}")
+    for error in results.errors:
+        print(f"error: {error}")
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM: forward SIGINT to a running `lab` command, then unwind like Ctrl-C."""
+    for child in list(_children):
+        with contextlib.suppress(OSError):
+            child.send_signal(signal.SIGINT)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--nodes", type=int, default=3, help="nodes in both runs (default 3)")
+    parser.add_argument(
+        "--discovery", help="passed to `lab up` (default: lab's own default); the floor is static"
+    )
+    parser.add_argument("--box", default="default", help="box recipe (default: default)")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the logs also when the run succeeds"
+    )
+    parser.add_argument(
+        "--workdir", default="/var/tmp", help="where the bench-* directories go (default /var/tmp)"
+    )
+    args = parser.parse_args(argv)
+
+    os.umask(0o022)
+    signal.signal(signal.SIGTERM, _interrupt)
+    run_id = os.urandom(3).hex()
+    results = Results(
+        started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), run_id=run_id
+    )
+    sampler = MemorySampler()
+    sampler.start()
+    cleanups = Cleanups(results)
+    say(f"bench_up run {run_id}")
+    try:
+        Bench(args, results, sampler, cleanups).run()
+    except LabError as exc:
+        results.errors.append(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+    except KeyboardInterrupt:
+        results.errors.append("interrupted")
+    except Exception as exc:  # noqa: BLE001 - a bug still gets cleanup, summary and JSON
+        traceback.print_exc()
+        results.errors.append(f"unexpected error: {exc!r}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup runs to the end
+        say("cleaning up")
+        cleanups.run()
+        with contextlib.suppress(LabError), LibvirtHost.open() as host:
+            results.leftovers = leftovers(host, run_id)
+        sampler.stop()
+        print_summary(results)
+        if args.json:
+            args.json.write_text(json.dumps(results.to_json(), indent=2) + "\n")
+            print(f"figures written to {args.json}")
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Pure pieces of the lifecycle: host-key pins, uploads for fleetctl, progress lines."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import HostKeyError, WaitTimeout
+from provisioner.nodes import check_pins, pinned_pairs, stored_pins
+from provisioner.operate import UPLOAD_DIR, fleetctl_args
+from provisioner.progress import PlainProgress
+from provisioner.readiness import poll
+
+
+def test_pins_round_trip_through_state() -> None:
+    printed = {"ED25519": "SHA256:aaa", "ECDSA": "SHA256:bbb"}
+    assert dict(pinned_pairs(stored_pins(printed))) == printed
+
+
+def test_a_changed_host_key_is_refused() -> None:
+    check_pins("core-01", {"ED25519": "SHA256:aaa"}, {"ED25519": "SHA256:aaa"})
+    with pytest.raises(HostKeyError, match="core-01: the ED25519 host key changed"):
+        check_pins("core-01", {"ED25519": "SHA256:aaa"}, {"ED25519": "SHA256:zzz"})
+
+
+def test_local_unit_files_are_uploaded_and_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unit = tmp_path / "myapp.service"
+    unit.write_text("[Service]\nExecStart=/bin/true\n")
+    monkeypatch.chdir(tmp_path)
+    args, uploads = fleetctl_args(["start", "./myapp.service", "other.service", "--no-block"])
+    assert args == ["start", f"{UPLOAD_DIR}/myapp.service", "other.service", "--no-block"]
+    assert uploads == [unit.resolve()]
+
+
+def test_unit_names_that_are_not_local_files_pass_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args, uploads = fleetctl_args(["status", "hello.service"])
+    assert args == ["status", "hello.service"]
+    assert uploads == []
+
+
+def test_plain_progress_lines_are_timestamped() -> None:
+    out = io.StringIO()
+    progress = PlainProgress(out)
+    progress.update("core-01", "boot", "running")
+    progress.update("core-01", "boot", "ok", "booted")
+    lines = out.getvalue().splitlines()
+    assert re.match(r"^\d\d:\d\d:\d\d core-01\s+boot\s+running$", lines[0])
+    assert re.match(r"^\d\d:\d\d:\d\d core-01\s+boot\s+ok after \d+\.\ds: booted$", lines[1])
+    assert ("core-01", "boot") in progress.phase_times
+
+
+def test_poll_names_what_it_waited_for() -> None:
+    with pytest.raises(
+        WaitTimeout, match=r"core-02: gave up waiting for an SSH banner; last: no answer yet"
+    ):
+        poll("core-02", "an SSH banner", 0.0, lambda: None, interval=0.0)
+    assert poll("core-02", "a value", 10.0, lambda: "ready", interval=0.0) == "ready"
