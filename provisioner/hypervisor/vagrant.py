@@ -98,7 +98,8 @@ class _DeadlineVagrant(vagrant.Vagrant):  # python-vagrant has no type hints
             )
             try:
                 stdout, _ = proc.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                # its own session keeps it from our terminal's Ctrl-C: pass it on
                 _interrupt(proc)
                 raise
             text = stdout.decode(errors="replace") if stdout is not None else ""
