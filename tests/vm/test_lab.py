@@ -85,6 +85,28 @@ def test_systemctl_and_ssh_config(lab: Lab) -> None:
     assert "Host core-03" in config
 
 
+def test_the_guest_validates_cloud_config_like_the_host(lab: Lab, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "#cloud-config\nhostname: x\ncoreos:\n  units:\n    - name: a.service\n"
+        "      command: fly\n  update:\n    reboot-strategy: sometimes\n"
+    )
+    host = lab.run("validate", str(bad), check=False)
+    assert host.returncode == 1
+    lab.run(
+        "exec", "core-02", "--", "sh", "-c", f"cat > /tmp/bad.yaml <<'EOF'\n{bad.read_text()}EOF"
+    )
+    guest = lab.run(
+        "exec", "core-02", "--", "coreos-cloudinit", "--validate", "--from-file", "/tmp/bad.yaml",
+        check=False,
+    )  # fmt: skip
+    assert guest.returncode == 1
+    # the guest logs with Go's timestamp prefix; the entries themselves are the same
+    entries = [line.split(" ", 2)[-1] for line in (guest.stdout + guest.stderr).splitlines()]
+    assert [e for e in entries if e.startswith("line ")] == host.stdout.splitlines()
+    assert len(host.stdout.splitlines()) == 2
+
+
 def _unit_machine(lab: Lab, unit: str) -> str | None:
     """The IP the unit is active on, from `lab fleetctl list-units`."""
     listing = lab.run("fleetctl", "list-units", "--no-legend", check=False).stdout
