@@ -169,6 +169,21 @@ def parse_mem_available_kib(meminfo: str) -> int:
     raise ValueError("no MemAvailable line in /proc/meminfo")
 
 
+def parse_vm_rss_kib(status: str) -> int:
+    """``VmRSS`` from ``/proc/PID/status``, in KiB (0 for a process without memory)."""
+    for line in status.splitlines():
+        name, _, rest = line.partition(":")
+        if name == "VmRSS":
+            return int(rest.split()[0])
+    return 0
+
+
+def window_max(samples: Sequence[tuple[float, int]], start: float, end: float) -> int | None:
+    """The largest sampled value between ``start`` and ``end``; None if none was sampled."""
+    during = [value for at, value in samples if start <= at <= end]
+    return max(during) if during else None
+
+
 def peak_used_mib(samples: Sequence[tuple[float, int]], start: float, end: float) -> float | None:
     """Peak memory taken above the level at ``start``, in MiB, from (time, MemAvailable KiB).
 
@@ -359,9 +374,10 @@ class PartStats:
 
     seconds: float | None  # None when the part failed or was interrupted
     peak_mib: float | None  # host memory taken above the level at the part's start
+    guests_peak_mib: float | None  # resident memory of the benchmark's own QEMU processes
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
-    other_domains: int  # running libvirt domains that are not the benchmark's
+    other_domains: int  # most running libvirt domains that were not the benchmark's
 
 
 def summary_rows(
@@ -370,7 +386,7 @@ def summary_rows(
     lab_phases: Mapping[str, float],
     parts: Mapping[str, PartStats],
 ) -> list[list[str]]:
-    """The summary table: what, seconds, peak MiB, 1-minute load before/after, note.
+    """The summary table, one row per line of :data:`SUMMARY_HEADERS`.
 
     ``parts`` holds "floor", "lab up", "lab verify" and "lab destroy" when they ran.
     """
@@ -378,27 +394,34 @@ def summary_rows(
     def stats(name: str) -> list[str]:
         part = parts.get(name)
         if part is None:
-            return ["-", "-"]
-        return [mib(part.peak_mib), f"{part.load_before[0]:.1f}/{part.load_after[0]:.1f}"]
+            return ["-", "-", "-", "-"]
+        return [
+            mib(part.peak_mib),
+            mib(part.guests_peak_mib),
+            f"{part.load_before[0]:.1f}/{part.load_after[0]:.1f}",
+            str(part.other_domains),
+        ]
+
+    blank = ["", "", "", ""]
 
     rows: list[list[str]] = []
     if floor is not None:
         rows += [
-            ["floor: prep", seconds(floor.prep), "", "", "network, overlays, drives, define"],
-            ["floor: first SSH banner", seconds(floor.first_banner), "", "", "since first start"],
-            ["floor: all SSH banners", seconds(floor.all_banners), "", "", "since first start"],
-            ["floor: etcd 3/3 healthy", seconds(floor.healthy), "", "", "since first start"],
+            ["floor: prep", seconds(floor.prep), *blank, "network, overlays, drives, define"],
+            ["floor: first SSH banner", seconds(floor.first_banner), *blank, "since first start"],
+            ["floor: all SSH banners", seconds(floor.all_banners), *blank, "since first start"],
+            ["floor: etcd 3/3 healthy", seconds(floor.healthy), *blank, "since first start"],
         ]
     rows.append(["floor: total", seconds(floor.total if floor else None), *stats("floor"), ""])
-    rows += [[f"lab up: {phase}", seconds(s), "", "", ""] for phase, s in lab_phases.items()]
+    rows += [[f"lab up: {phase}", seconds(s), *blank, ""] for phase, s in lab_phases.items()]
     rows.append(["lab up: total", seconds(lab_total), *stats("lab up"), "wall clock"])
     for name in ("lab verify", "lab destroy"):
         part = parts.get(name)
         rows.append([name, seconds(part.seconds if part else None), *stats(name), ""])
     if floor is not None and lab_total is not None:
         ratio = lab_total / floor.total
-        rows.append(["ratio lab up / floor", f"{ratio:.2f}", "", "", verdict(ratio)])
+        rows.append(["ratio lab up / floor", f"{ratio:.2f}", *blank, verdict(ratio)])
     return rows
 
 
-SUMMARY_HEADERS = ("", "seconds", "peak MiB", "load 1m", "note")
+SUMMARY_HEADERS = ("", "seconds", "host MiB", "guests MiB", "load 1m", "others", "note")

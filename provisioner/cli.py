@@ -20,7 +20,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from provisioner import __version__
-from provisioner.config import Overrides, config_warnings, load_config
+from provisioner.config import Overrides, config_warnings
 from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
 from provisioner.errors import LabError
 
@@ -103,10 +103,22 @@ def main(ctx: click.Context, directory: Path, verbose: bool) -> None:
     ctx.obj = Context(directory=directory, verbose=verbose)
 
 
-def _load(ctx: Context, config: Path | None, overrides: Overrides) -> Any:
-    lab = load_config(ctx.directory, overrides, config)
+def _load(ctx: Context, config: Path | None = None, overrides: Overrides | None = None) -> Any:
+    """The lab as configured, plus the flags it was last rendered with."""
+    from provisioner.lab import load_lab
+
+    lab = load_lab(ctx.directory, overrides, config)
     for warning in config_warnings(lab):
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+    return lab
+
+
+def _load_for_render(ctx: Context, config: Path | None, overrides: Overrides) -> Any:
+    """Like _load, and remembers these flags for the verbs that follow."""
+    from provisioner.lab import remember_flags
+
+    lab = _load(ctx, config, overrides)
+    remember_flags(lab, overrides, config)
     return lab
 
 
@@ -145,7 +157,7 @@ def render(
     """Render the Vagrantfile, config.rb and every node's cloud-config."""
     from provisioner.lab import render as do_render
 
-    lab = _load(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
     result = do_render(lab, out, force=force)
     for rel in result.files:
         click.echo(str(result.out_dir / rel))
@@ -303,7 +315,7 @@ def up(
     from provisioner.lifecycle import up as do_up
     from provisioner.progress import make_progress, summary_table
 
-    lab = _load(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
     progress = make_progress()
     try:
         result = do_up(lab, progress, accel=accel)
@@ -338,7 +350,7 @@ def status(ctx: Context, as_json: bool) -> None:
     from provisioner.operate import status_json
     from provisioner.progress import summary_table
 
-    lab = load_config(ctx.directory)
+    lab = _load(ctx)
     statuses = node_status(lab)
     if as_json:
         click.echo(json.dumps(status_json(lab, statuses), indent=2))
@@ -380,7 +392,7 @@ def exec_(ctx: Context, all_nodes: bool, args: tuple[str, ...]) -> None:
     """Run a command: lab exec NODE -- CMD..., or lab exec --all -- CMD..."""
     from provisioner.operate import exec_on
 
-    lab = load_config(ctx.directory)
+    lab = _load(ctx)
     if all_nodes:
         names, argv = [n.name for n in lab.nodes], list(args)
     else:
@@ -406,7 +418,7 @@ def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
     """etcdctl (v3 API) on a healthy member, against every member."""
     from provisioner.operate import etcdctl as run_etcdctl
 
-    sys.exit(_print_outcome(None, run_etcdctl(load_config(ctx.directory), args)))
+    sys.exit(_print_outcome(None, run_etcdctl(_load(ctx), args)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -417,7 +429,7 @@ def fleetctl(ctx: Context, args: tuple[str, ...]) -> None:
     """fleetctl on a healthy node; local unit files named in ARGS are uploaded first."""
     from provisioner.operate import fleetctl as run_fleetctl
 
-    sys.exit(_print_outcome(None, run_fleetctl(load_config(ctx.directory), args)))
+    sys.exit(_print_outcome(None, run_fleetctl(_load(ctx), args)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -429,7 +441,7 @@ def systemctl(ctx: Context, node: str, args: tuple[str, ...]) -> None:
     """systemctl on NODE (as root)."""
     from provisioner.operate import systemctl as run_systemctl
 
-    sys.exit(_print_outcome(None, run_systemctl(load_config(ctx.directory), node, args)))
+    sys.exit(_print_outcome(None, run_systemctl(_load(ctx), node, args)))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -441,7 +453,7 @@ def ssh(ctx: Context, node: str, command: tuple[str, ...]) -> None:
     """Open a shell on NODE (OpenSSH with the lab's key and pinned host keys)."""
     from provisioner.operate import ssh_argv
 
-    argv = ssh_argv(load_config(ctx.directory), node, command)
+    argv = ssh_argv(_load(ctx), node, command)
     os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with ssh, as intended
 
 
@@ -452,7 +464,7 @@ def ssh_config(ctx: Context) -> None:
     """Print an ssh_config for the lab (use with ssh -F)."""
     from provisioner.nodes import ssh_config_text
 
-    click.echo(ssh_config_text(load_config(ctx.directory)), nl=False)
+    click.echo(ssh_config_text(_load(ctx)), nl=False)
 
 
 @main.command()
@@ -473,7 +485,7 @@ def verify(
     from provisioner.checks.runner import render_report
     from provisioner.operate import verify as run
 
-    result = run(load_config(ctx.directory), junit=junit, extra=paths, only=only or None)
+    result = run(_load(ctx), junit=junit, extra=paths, only=only or None)
     click.echo(render_report(result))
     result.raise_for_failures()
 
@@ -486,7 +498,7 @@ def kill(ctx: Context, nodes: tuple[str, ...]) -> None:
     """Hard power-off (a node dying)."""
     from provisioner.lifecycle import kill as do_kill
 
-    for name in do_kill(load_config(ctx.directory), nodes):
+    for name in do_kill(_load(ctx), nodes):
         click.echo(f"{name}: powered off")
 
 
@@ -498,7 +510,7 @@ def stop(ctx: Context, nodes: tuple[str, ...]) -> None:
     """Clean shutdown of NODES."""
     from provisioner.lifecycle import stop as do_stop
 
-    for name in do_stop(load_config(ctx.directory), nodes):
+    for name in do_stop(_load(ctx), nodes):
         click.echo(f"{name}: shut down")
 
 
@@ -513,7 +525,7 @@ def start(ctx: Context, nodes: tuple[str, ...]) -> None:
 
     progress = make_progress()
     try:
-        started = do_start(load_config(ctx.directory), nodes, progress)
+        started = do_start(_load(ctx), nodes, progress)
     finally:
         progress.close()
     for name in started:
@@ -527,7 +539,7 @@ def halt(ctx: Context) -> None:
     """Shut every node down cleanly; `lab up` boots them again."""
     from provisioner.lifecycle import halt as do_halt
 
-    for name in do_halt(load_config(ctx.directory)):
+    for name in do_halt(_load(ctx)):
         click.echo(f"{name}: shut down")
 
 
@@ -538,7 +550,7 @@ def destroy(ctx: Context) -> None:
     """Remove the lab's VMs, volumes, network, discovery token and state (not the box)."""
     from provisioner.lifecycle import destroy as do_destroy
 
-    result = do_destroy(load_config(ctx.directory))
+    result = do_destroy(_load(ctx))
     click.echo(
         f"removed {len(result.domains)} domains, {len(result.volumes)} volumes, "
         f"{len(result.networks)} networks"

@@ -7,16 +7,53 @@ calls one of these and maps :class:`LabError` to an exit code.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from provisioner import discovery_modes
 from provisioner.accel import choose_accel
-from provisioner.config import LabConfig
+from provisioner.config import STATE_DIR, LabConfig, Overrides, load_config
 from provisioner.render import RenderInputs, load_fragments, render_lab, write_files
 from provisioner.state import LabState, ensure_ssh_key, load_state, save_state
 
 log = logging.getLogger(__name__)
+
+
+SAVED_FLAGS = "flags"
+
+
+def load_lab(
+    directory: Path,
+    overrides: Overrides | None = None,
+    config_file: Path | None = None,
+) -> LabConfig:
+    """The lab's config: flags given now > flags the lab was rendered with > lab.yaml.
+
+    So after ``lab up --nodes 1``, ``lab status`` or ``lab destroy`` without flags
+    still mean the one-node lab (``.vagrant`` style); ``lab destroy`` forgets them.
+    """
+    given = overrides or Overrides()
+    saved = load_state(directory / STATE_DIR).extra.get(SAVED_FLAGS, {})
+    merged = Overrides(
+        **{
+            key: value if value is not None else saved.get(key)
+            for key, value in asdict(given).items()
+        }
+    )
+    if config_file is None and saved.get("config_file"):
+        config_file = Path(saved["config_file"])
+    return load_config(directory, merged, config_file)
+
+
+def remember_flags(config: LabConfig, overrides: Overrides, config_file: Path | None) -> None:
+    """Record the flags a render used, for later verbs (see :func:`load_lab`)."""
+    state = load_state(config.state_dir)
+    flags: dict[str, object] = {k: v for k, v in asdict(overrides).items() if v is not None}
+    saved = dict(state.extra.get(SAVED_FLAGS, {}))
+    saved.update(flags)
+    if config_file is not None:
+        saved["config_file"] = str(config_file.resolve())
+    save_state(config.state_dir, replace(state, extra={**state.extra, SAVED_FLAGS: saved}))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +48,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from provisioner import readiness
 from provisioner.accel import AccelChoice, choose_accel
 from provisioner.bench import (
     GOAL_RATIO,
@@ -68,12 +68,14 @@ from provisioner.bench import (
     parse_phase_summary,
     parse_progress_line,
     parse_started_members,
+    parse_vm_rss_kib,
     peak_used_mib,
     pick_subnets,
     render_domain_xml,
     seconds,
     summary_rows,
     verdict,
+    window_max,
 )
 from provisioner.box.build import BuiltBox, build_box
 from provisioner.config import LabConfig, Overrides, build_config, load_config
@@ -108,16 +110,35 @@ def load() -> tuple[float, float, float]:
 
 
 class MemorySampler:
-    """MemAvailable every 0.5 s in a thread: (monotonic time, KiB)."""
+    """Every 0.5 s in a thread, each as (monotonic time, value): the host's MemAvailable
+    (KiB), the resident memory of this run's QEMU processes (KiB), and how many other
+    libvirt domains run (from libvirt's pid files, so no libvirt call per sample).
+    """
 
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, int]] = []
+    def __init__(self, run_id: str, pid_dir: Path = Path("/run/libvirt/qemu")) -> None:
+        self.run_id = run_id
+        self.pid_dir = pid_dir
+        self.available: list[tuple[float, int]] = []
+        self.guests: list[tuple[float, int]] = []
+        self.others: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meminfo", daemon=True)
 
     def _sample(self) -> None:
-        text = Path("/proc/meminfo").read_text()
-        self.samples.append((time.monotonic(), parse_mem_available_kib(text)))
+        now = time.monotonic()
+        self.available.append((now, parse_mem_available_kib(Path("/proc/meminfo").read_text())))
+        ours = others = 0
+        for pid_file in self.pid_dir.glob("*.pid"):
+            if pid_file.name == "driver.pid":
+                continue
+            if self.run_id not in pid_file.stem:
+                others += 1
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                ours += parse_vm_rss_kib(Path(f"/proc/{pid}/status").read_text())
+        self.guests.append((now, ours))
+        self.others.append((now, others))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -201,12 +222,14 @@ def measured(
         ok = True
     finally:
         ended = time.monotonic()
+        guests_kib = window_max(sampler.guests, started, ended)
         results.parts[name] = PartStats(
             seconds=ended - started if ok else None,
-            peak_mib=peak_used_mib(sampler.samples, started, ended),
+            peak_mib=peak_used_mib(sampler.available, started, ended),
+            guests_peak_mib=guests_kib / 1024 if guests_kib is not None else None,
             load_before=before,
             load_after=load(),
-            other_domains=others,
+            other_domains=max(others, window_max(sampler.others, started, ended) or 0),
         )
 
 
@@ -488,10 +511,25 @@ def overlay(base: Path, target: Path) -> None:
         raise HostError(f"qemu-img create {target} failed: {result.stderr.strip()}")
 
 
+def ssh_banner(ip: str, connect_timeout: float = 1.0, read_timeout: float = 15.0) -> bool:
+    """True once sshd on ``ip`` sends its banner.
+
+    Connecting fails fast until the guest is up (short timeout, frequent
+    retries); once connected, a guest busy under emulation may take seconds to
+    answer, and waiting for it counts from the connection, not from a retry.
+    """
+    try:
+        with socket.create_connection((ip, 22), timeout=connect_timeout) as sock:
+            sock.settimeout(read_timeout)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def wait_for_banner(ip: str, deadline: float, stop: threading.Event) -> float | None:
     """When (monotonic) the guest's sshd first sent its banner; None at the deadline or stop."""
     while not stop.is_set() and time.monotonic() < deadline:
-        if readiness.ssh_banner(ip, timeout=1.0):
+        if ssh_banner(ip):
             return time.monotonic()
         stop.wait(POLL_SECONDS)
     return None
@@ -833,8 +871,9 @@ def print_summary(results: Results) -> None:
             " it looks for banners only after vagrant up returns"
         )
     print(
-        "peak MiB: host memory taken above the level at the part's start (MemAvailable);"
-        " load 1m: before/after. Other VMs on the host add noise to both."
+        "host MiB: peak host memory taken above the level at the part's start (MemAvailable),"
+        " other people's work included; guests MiB: peak resident memory of this run's QEMU"
+        " processes; load 1m: before/after; others: most other running domains meanwhile."
     )
     print(f"left in libvirt: {', '.join(results.leftovers) or 'nothing'}")
     for error in results.errors:
@@ -871,7 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(
         started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), run_id=run_id
     )
-    sampler = MemorySampler()
+    sampler = MemorySampler(run_id)
     sampler.start()
     cleanups = Cleanups(results)
     say(f"bench_up run {run_id}")

@@ -11,6 +11,7 @@ import pytest
 
 from provisioner.accel import AccelChoice
 from provisioner.bench import (
+    SUMMARY_HEADERS,
     FloorGuest,
     FloorTimes,
     PartStats,
@@ -25,11 +26,13 @@ from provisioner.bench import (
     parse_phase_summary,
     parse_progress_line,
     parse_started_members,
+    parse_vm_rss_kib,
     peak_used_mib,
     pick_subnets,
     render_domain_xml,
     summary_rows,
     verdict,
+    window_max,
 )
 from provisioner.hypervisor.libvirt import parse_console_log_path, parse_disk_paths
 from provisioner.progress import LAB, PlainProgress
@@ -213,6 +216,19 @@ def test_peak_is_above_the_level_at_the_start() -> None:
     assert peak_used_mib(samples, 5.0, 6.0) is None
 
 
+def test_resident_memory_of_a_process() -> None:
+    own = Path("/proc/self/status").read_text()
+    assert parse_vm_rss_kib(own) > 0
+    assert parse_vm_rss_kib("Name:\tkthreadd\nState:\tS (sleeping)\n") == 0  # no VmRSS line
+
+
+def test_window_max() -> None:
+    samples = [(0.0, 1), (1.0, 5), (2.0, 3)]
+    assert window_max(samples, 0.0, 0.5) == 1
+    assert window_max(samples, 0.5, 2.0) == 5
+    assert window_max(samples, 3.0, 4.0) is None
+
+
 # --- networks -----------------------------------------------------------------------
 
 IP_ADDR = (
@@ -319,14 +335,15 @@ def test_verdict(ratio: float, start: str) -> None:
 def test_summary_has_the_ratio_of_totals() -> None:
     floor = FloorTimes(prep=2.0, first_banner=30.0, all_banners=40.0, healthy=48.0)
     assert floor.total == 50.0
-    part = PartStats(75.0, 1500.0, (3.0, 2.0, 1.0), (4.0, 3.0, 2.0), other_domains=3)
+    part = PartStats(75.0, 1500.0, 2400.4, (3.0, 2.0, 1.0), (4.0, 3.0, 2.0), other_domains=3)
     rows = summary_rows(floor, 75.0, {"boot": 60.0}, {"lab up": part})
+    assert all(len(row) == len(SUMMARY_HEADERS) for row in rows)
     table = {row[0]: row for row in rows}
     assert table["ratio lab up / floor"][1] == "1.50"
     assert "meets the target" in table["ratio lab up / floor"][-1]
     assert table["lab up: boot"][1] == "60.0"
-    assert table["lab up: total"][2:4] == ["1500", "3.0/4.0"]
-    assert table["lab verify"][1:3] == ["-", "-"]
+    assert table["lab up: total"][2:6] == ["1500", "2400", "3.0/4.0", "3"]
+    assert table["lab verify"][1:4] == ["-", "-", "-"]
 
 
 def test_summary_without_a_floor_has_no_ratio() -> None:
