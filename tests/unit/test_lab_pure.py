@@ -63,3 +63,17 @@ def test_poll_names_what_it_waited_for() -> None:
     ):
         poll("core-02", "an SSH banner", 0.0, lambda: None, interval=0.0)
     assert poll("core-02", "a value", 10.0, lambda: "ready", interval=0.0) == "ready"
+
+
+def test_later_verbs_use_the_flags_the_lab_was_rendered_with(tmp_path: Path) -> None:
+    from provisioner.config import Overrides, load_config
+    from provisioner.lab import load_lab, remember_flags
+
+    (tmp_path / "lab.yaml").write_text("num_instances: 5\n")
+    up = load_lab(tmp_path, Overrides(num_instances=1, discovery="static"))
+    remember_flags(up, Overrides(num_instances=1, discovery="static"), None)
+    later = load_lab(tmp_path)
+    assert later.num_instances == 1
+    assert later.discovery == "static"
+    assert load_lab(tmp_path, Overrides(num_instances=3)).num_instances == 3
+    assert load_config(tmp_path).num_instances == 5
