@@ -178,6 +178,37 @@ def parse_vm_rss_kib(status: str) -> int:
     return 0
 
 
+def parse_cpu_busy_ticks(stat: str) -> int:
+    """Clock ticks the host's CPUs spent busy (not idle, not waiting for I/O), from /proc/stat."""
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            # user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
+            values = [int(v) for v in fields[1:9]]
+            return sum(values) - values[3] - values[4]
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def parse_process_cpu_ticks(stat: str) -> int:
+    """utime + stime of a process in clock ticks, from ``/proc/PID/stat``.
+
+    The command name (field 2) may hold spaces and parentheses, so fields are
+    counted from the last ``)``.
+    """
+    rest = stat[stat.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return int(rest[11]) + int(rest[12])
+
+
+def average_rate(samples: Sequence[tuple[float, int]], start: float, end: float) -> float | None:
+    """How fast a counter grew between ``start`` and ``end`` (per second); None if unknown."""
+    during = [(at, value) for at, value in samples if start <= at <= end]
+    if len(during) < 2 or during[-1][0] <= during[0][0]:
+        return None
+    (t0, v0), (t1, v1) = during[0], during[-1]
+    return (v1 - v0) / (t1 - t0)
+
+
 def window_max(samples: Sequence[tuple[float, int]], start: float, end: float) -> int | None:
     """The largest sampled value between ``start`` and ``end``; None if none was sampled."""
     during = [value for at, value in samples if start <= at <= end]
@@ -322,16 +353,22 @@ def render_domain_xml(guest: FloorGuest, accel: AccelChoice) -> str:
 
 
 @dataclass(frozen=True)
-class FloorTimes:
-    """The floor, in seconds. Boot milestones count from the first domain's start."""
+class BootTimes:
+    """Guests booting, in seconds, seen from the host with the same probes for both runs.
 
-    prep: float  # network, overlays, config drives, domain definitions
+    ``prep`` runs from the start until the first guest's QEMU starts; the other
+    three count from that start: the first and the last SSH banner, and every
+    member answering ``/health`` true with every member started.
+    """
+
+    prep: float
     first_banner: float
     all_banners: float
-    healthy: float  # every member's /health true and every member started
+    healthy: float
 
     @property
     def total(self) -> float:
+        """From the start until etcd is healthy."""
         return self.prep + self.healthy
 
 
@@ -375,45 +412,66 @@ class PartStats:
     seconds: float | None  # None when the part failed or was interrupted
     peak_mib: float | None  # host memory taken above the level at the part's start
     guests_peak_mib: float | None  # resident memory of the benchmark's own QEMU processes
+    host_cpu: float | None  # CPUs busy on average, whoever used them
+    guests_cpu: float | None  # CPUs the benchmark's own QEMU processes used on average
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     other_domains: int  # most running libvirt domains that were not the benchmark's
 
 
+def cpus(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def boot_rows(label: str, boot: BootTimes, prep_note: str) -> list[list[str]]:
+    since = "since the first guest started"
+    blank = [""] * 6
+    return [
+        [f"{label}: first guest started", seconds(boot.prep), *blank, prep_note],
+        [f"{label}: first SSH banner", seconds(boot.first_banner), *blank, since],
+        [f"{label}: all SSH banners", seconds(boot.all_banners), *blank, since],
+        [f"{label}: etcd 3/3 healthy", seconds(boot.healthy), *blank, since],
+    ]
+
+
 def summary_rows(
-    floor: FloorTimes | None,
+    floor: BootTimes | None,
+    lab_boot: BootTimes | None,
     lab_total: float | None,
     lab_phases: Mapping[str, float],
     parts: Mapping[str, PartStats],
 ) -> list[list[str]]:
     """The summary table, one row per line of :data:`SUMMARY_HEADERS`.
 
+    ``lab_boot`` is ``lab up``'s guests as the benchmark saw them from outside;
     ``parts`` holds "floor", "lab up", "lab verify" and "lab destroy" when they ran.
     """
 
     def stats(name: str) -> list[str]:
         part = parts.get(name)
         if part is None:
-            return ["-", "-", "-", "-"]
+            return ["-"] * 6
         return [
             mib(part.peak_mib),
             mib(part.guests_peak_mib),
+            cpus(part.host_cpu),
+            cpus(part.guests_cpu),
             f"{part.load_before[0]:.1f}/{part.load_after[0]:.1f}",
             str(part.other_domains),
         ]
 
-    blank = ["", "", "", ""]
-
+    blank = [""] * 6
     rows: list[list[str]] = []
     if floor is not None:
-        rows += [
-            ["floor: prep", seconds(floor.prep), *blank, "network, overlays, drives, define"],
-            ["floor: first SSH banner", seconds(floor.first_banner), *blank, "since first start"],
-            ["floor: all SSH banners", seconds(floor.all_banners), *blank, "since first start"],
-            ["floor: etcd 3/3 healthy", seconds(floor.healthy), *blank, "since first start"],
-        ]
-    rows.append(["floor: total", seconds(floor.total if floor else None), *stats("floor"), ""])
-    rows += [[f"lab up: {phase}", seconds(s), *blank, ""] for phase, s in lab_phases.items()]
+        rows += boot_rows("floor", floor, "network, overlays, config drives, define")
+    total = seconds(floor.total if floor else None)
+    rows.append(["floor: total", total, *stats("floor"), "until etcd 3/3 healthy"])
+    rows += [[f"lab up: {phase}", seconds(s), *blank, "phase"] for phase, s in lab_phases.items()]
+    if lab_boot is not None:
+        rows += boot_rows("lab up", lab_boot, "render .. drives, then vagrant until QEMU runs")
+        if lab_total is not None:
+            after = lab_total - lab_boot.total
+            rows.append(["lab up: after etcd healthy", seconds(after), *blank, "until it returned"])
     rows.append(["lab up: total", seconds(lab_total), *stats("lab up"), "wall clock"])
     for name in ("lab verify", "lab destroy"):
         part = parts.get(name)
@@ -424,4 +482,6 @@ def summary_rows(
     return rows
 
 
-SUMMARY_HEADERS = ("", "seconds", "host MiB", "guests MiB", "load 1m", "others", "note")
+SUMMARY_HEADERS = (
+    "", "seconds", "host MiB", "guests MiB", "host CPU", "guests CPU", "load 1m", "others", "note",
+)  # fmt: skip

@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from provisioner.guest.fleet.config import parse_duration  # noqa: E402
-from tests.fleet_support import FleetCluster, LocalEtcd, Machine, write_unit  # noqa: E402
+from tests.etcd_support import EtcdMember  # noqa: E402
+from tests.fleet_support import FleetCluster, Machine, write_unit  # noqa: E402
 
 UNIT = "[Unit]\nDescription=bench {n}\n\n[Service]\nExecStart=/bin/sleep 100000\n"
 
@@ -42,12 +43,12 @@ class Sample:
 def measure(
     root: Path, agent_ttl: str, machines: int, *, kill_leader: bool, reconcile: float
 ) -> Sample:
-    etcd = LocalEtcd(root / "etcd")
+    etcd = EtcdMember(root / "etcd")
     cluster: FleetCluster | None = None
     try:
-        etcd.start()
+        etcd.start_alone()
         cluster = FleetCluster(
-            root / "machines", etcd.endpoint, agent_ttl=agent_ttl, reconcile_interval=reconcile
+            root / "machines", etcd.client_url, agent_ttl=agent_ttl, reconcile_interval=reconcile
         )
         for index in range(machines):
             cluster.start_machine(f"m{index}")

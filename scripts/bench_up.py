@@ -33,6 +33,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -48,24 +49,29 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+import libvirt
+
 from provisioner.accel import AccelChoice, choose_accel
 from provisioner.bench import (
     GOAL_RATIO,
     SUMMARY_HEADERS,
     TARGET_RATIO,
+    BootTimes,
     FloorGuest,
-    FloorTimes,
     PartStats,
     ProgressEvent,
+    average_rate,
     box_uploaded,
     box_volume_prefix,
     format_table,
     lab_milestones,
     lab_phase_seconds,
+    parse_cpu_busy_ticks,
     parse_etcd_health,
     parse_ip_addr_networks,
     parse_mem_available_kib,
     parse_phase_summary,
+    parse_process_cpu_ticks,
     parse_progress_line,
     parse_started_members,
     parse_vm_rss_kib,
@@ -82,6 +88,7 @@ from provisioner.config import LabConfig, Overrides, build_config, load_config
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import HostError, LabError, WaitTimeout
 from provisioner.hypervisor.libvirt import LibvirtHost, check_qemu_can_open
+from provisioner.hypervisor.naming import object_prefix
 from provisioner.hypervisor.network import DhcpHost, lab_network, parse_network_xml
 from provisioner.render import RenderInputs, render_lab
 from provisioner.state import ensure_ssh_key
@@ -92,6 +99,7 @@ VERIFY_TIMEOUT = 1200.0
 DESTROY_TIMEOUT = 600.0
 CHILD_GRACE = 180.0  # for a `lab` command to clean up after SIGINT
 SAMPLE_SECONDS = 0.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_SECONDS = 0.5
 
 # The `lab` command being measured, in a child process as a user would run it.
@@ -109,10 +117,11 @@ def load() -> tuple[float, float, float]:
 # --- host memory ----------------------------------------------------------------
 
 
-class MemorySampler:
+class HostSampler:
     """Every 0.5 s in a thread, each as (monotonic time, value): the host's MemAvailable
-    (KiB), the resident memory of this run's QEMU processes (KiB), and how many other
-    libvirt domains run (from libvirt's pid files, so no libvirt call per sample).
+    (KiB) and busy CPU (clock ticks), this run's QEMU processes' resident memory (KiB)
+    and CPU (ticks, including processes that have exited), and how many other libvirt
+    domains run (from libvirt's pid files, so no libvirt call per sample).
     """
 
     def __init__(self, run_id: str, pid_dir: Path = Path("/run/libvirt/qemu")) -> None:
@@ -121,6 +130,10 @@ class MemorySampler:
         self.available: list[tuple[float, int]] = []
         self.guests: list[tuple[float, int]] = []
         self.others: list[tuple[float, int]] = []
+        self.host_cpu: list[tuple[float, int]] = []
+        self.guests_cpu: list[tuple[float, int]] = []
+        self._ticks: dict[int, int] = {}  # pid -> last CPU ticks seen
+        self.started: dict[str, float] = {}  # this run's domains: when their QEMU appeared
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meminfo", daemon=True)
 
@@ -134,11 +147,15 @@ class MemorySampler:
             if self.run_id not in pid_file.stem:
                 others += 1
                 continue
+            self.started.setdefault(pid_file.stem, now)
             with contextlib.suppress(OSError, ValueError):
                 pid = int(pid_file.read_text().strip())
                 ours += parse_vm_rss_kib(Path(f"/proc/{pid}/status").read_text())
+                self._ticks[pid] = parse_process_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
         self.guests.append((now, ours))
         self.others.append((now, others))
+        self.guests_cpu.append((now, sum(self._ticks.values())))
+        self.host_cpu.append((now, parse_cpu_busy_ticks(Path("/proc/stat").read_text())))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -148,6 +165,11 @@ class MemorySampler:
     def start(self) -> None:
         self._sample()
         self._thread.start()
+
+    def first_start(self, prefix: str) -> float | None:
+        """When the first QEMU process of a domain named ``prefix...`` was seen."""
+        starts = [at for name, at in self.started.items() if name.startswith(prefix)]
+        return min(starts) if starts else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,10 +189,12 @@ class Results:
     box: dict[str, Any] = dataclasses.field(default_factory=dict)
     warmup: dict[str, Any] = dataclasses.field(default_factory=dict)
     parts: dict[str, PartStats] = dataclasses.field(default_factory=dict)
-    floor: FloorTimes | None = None
+    floor: BootTimes | None = None
+    lab_boot: BootTimes | None = None
     lab_up: dict[str, Any] = dataclasses.field(default_factory=dict)
     lab_phases: dict[str, float] = dataclasses.field(default_factory=dict)
     lab_total: float | None = None
+    tool_cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # command -> CPU s
     verify_ok: bool | None = None
     leftovers: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
@@ -189,8 +213,14 @@ class Results:
             "box": self.box,
             "warmup": self.warmup,
             "floor": floor,
+            "lab_up_guests": (
+                {**dataclasses.asdict(self.lab_boot), "total": self.lab_boot.total}
+                if self.lab_boot
+                else None
+            ),
             "lab_up": {**self.lab_up, "total": self.lab_total, "phases": self.lab_phases},
             "verify_ok": self.verify_ok,
+            "lab_commands_cpu_seconds": self.tool_cpu,
             "parts": {name: dataclasses.asdict(part) for name, part in self.parts.items()},
             "ratio": ratio,
             "target": TARGET_RATIO,
@@ -202,15 +232,13 @@ class Results:
 
 
 def other_domains(host: LibvirtHost, run_id: str) -> list[str]:
-    import libvirt
-
     active = host.connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
     return sorted(d.name() for d in active if run_id not in d.name())
 
 
 @contextlib.contextmanager
 def measured(
-    name: str, results: Results, sampler: MemorySampler, host: LibvirtHost
+    name: str, results: Results, sampler: HostSampler, host: LibvirtHost
 ) -> Iterator[None]:
     """Time a part and record its peak memory and the load around it (also on failure)."""
     others = len(other_domains(host, results.run_id))
@@ -223,10 +251,14 @@ def measured(
     finally:
         ended = time.monotonic()
         guests_kib = window_max(sampler.guests, started, ended)
+        host_ticks = average_rate(sampler.host_cpu, started, ended)
+        guest_ticks = average_rate(sampler.guests_cpu, started, ended)
         results.parts[name] = PartStats(
             seconds=ended - started if ok else None,
             peak_mib=peak_used_mib(sampler.available, started, ended),
             guests_peak_mib=guests_kib / 1024 if guests_kib is not None else None,
+            host_cpu=host_ticks / CLOCK_TICKS if host_ticks is not None else None,
+            guests_cpu=guest_ticks / CLOCK_TICKS if guest_ticks is not None else None,
             load_before=before,
             load_after=load(),
             other_domains=max(others, window_max(sampler.others, started, ended) or 0),
@@ -242,8 +274,15 @@ _children: list[subprocess.Popen[str]] = []
 class LabRun:
     returncode: int
     seconds: float
+    cpu_seconds: float  # of the command's whole process tree (lab, vagrant, ruby, ssh; not QEMU)
     stdout: str
     events: tuple[ProgressEvent, ...]
+
+
+def children_cpu_seconds() -> float:
+    """User + system time of every waited-for descendant (they add up through each wait)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_lab(
@@ -255,6 +294,7 @@ def run_lab(
     events: list[ProgressEvent] = []
     stdout_path = log.with_suffix(".stdout")
     with log.open("w") as err_log, stdout_path.open("w") as out:
+        cpu_before = children_cpu_seconds()
         started = time.monotonic()
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
@@ -292,7 +332,8 @@ def run_lab(
             reader.join(timeout=10)
             _children.remove(proc)
         took = time.monotonic() - started
-    return LabRun(proc.returncode, took, stdout_path.read_text(), tuple(events))
+    cpu = children_cpu_seconds() - cpu_before
+    return LabRun(proc.returncode, took, cpu, stdout_path.read_text(), tuple(events))
 
 
 def stop_child(proc: subprocess.Popen[str], *, interrupt: bool) -> None:
@@ -408,55 +449,31 @@ class Floor:
             self.defined.append(guest.domain)
             try:
                 host.connection.defineXML(render_domain_xml(guest, self.accel))
-            except Exception as exc:
+            except libvirt.libvirtError as exc:
                 raise HostError(f"cannot define {guest.domain}: {exc}") from exc
             self.guests.append(guest)
 
     def boot(self, host: LibvirtHost) -> float:
-        """Start every domain; returns when the first one was started (monotonic)."""
+        """Start every domain; returns when the first one was asked to start (monotonic)."""
         started = time.monotonic()
         for guest in self.guests:
             try:
                 host.connection.lookupByName(guest.domain).create()
-            except Exception as exc:
+            except libvirt.libvirtError as exc:
                 raise HostError(f"cannot start {guest.domain}: {exc}") from exc
         return started
 
-    def wait(self, booted: float, deadline: float) -> tuple[float, float, float]:
-        """First banner, all banners and etcd 3/3 healthy, in seconds since ``booted``."""
-        stop = threading.Event()
-        ips = [g.ip for g in self.guests]
-        with ThreadPoolExecutor(max_workers=2 * len(ips)) as pool:
-            banners = [pool.submit(wait_for_banner, ip, deadline, stop) for ip in ips]
-            try:
-                healthy = self._wait_healthy(pool, ips, deadline) - booted
-                seen = [b.result(timeout=max(1.0, deadline - time.monotonic())) for b in banners]
-            finally:
-                stop.set()
-        if any(at is None for at in seen):
-            raise WaitTimeout(self.name, "etcd is healthy but not every guest sent an SSH banner")
-        times = sorted(at - booted for at in seen if at is not None)
-        return times[0], times[-1], healthy
-
-    def _wait_healthy(self, pool: ThreadPoolExecutor, ips: list[str], deadline: float) -> float:
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            health = list(pool.map(etcd_member_healthy, ips))
-            if all(health):
-                members = etcd_started_members(ips[0])
-                if len(members) == len(ips):
-                    return time.monotonic()
-                last = f"{len(members)} of {len(ips)} members started"
-            else:
-                last = "healthy: " + ", ".join(
-                    f"{ip} {'yes' if ok else 'no'}" for ip, ok in zip(ips, health, strict=True)
-                )
-            time.sleep(POLL_SECONDS)
-        raise WaitTimeout(
+    def wait(self, deadline: float) -> tuple[float, float, float]:
+        """Until every guest sent its SSH banner and etcd is 3/3 healthy (monotonic times)."""
+        seen = watch_guests(
             self.name,
-            f"etcd did not report {len(ips)}/{len(ips)} healthy within the deadline; last: {last}",
+            [g.ip for g in self.guests],
+            deadline,
+            threading.Event(),
             hint=f"serial consoles in {self.dir}",
         )
+        assert seen is not None  # never stopped, so it returned or raised
+        return seen
 
     def console_tails(self, lines: int = 15) -> str:
         out = []
@@ -471,8 +488,6 @@ class Floor:
 
         With ``keep_logs`` the serial consoles are copied there first.
         """
-        import libvirt
-
         removed = []
         names = set(self.defined) | {
             d.name() for d in host.connection.listAllDomains(0) if d.name().startswith(self.name)
@@ -526,6 +541,94 @@ def ssh_banner(ip: str, connect_timeout: float = 1.0, read_timeout: float = 15.0
         return False
 
 
+def watch_guests(
+    subject: str, ips: Sequence[str], deadline: float, stop: threading.Event, hint: str
+) -> tuple[float, float, float] | None:
+    """When (monotonic) the first and the last guest sent an SSH banner, and etcd got healthy.
+
+    Healthy: every member's ``/health`` says true and every member has started
+    (as lab's own check: endpoint health plus a complete member list). None if
+    ``stop`` is set first; WaitTimeout at the deadline.
+    """
+    done = threading.Event()
+    with ThreadPoolExecutor(max_workers=2 * len(ips)) as pool:
+        banners = [pool.submit(wait_for_banner, ip, deadline, done) for ip in ips]
+        try:
+            healthy = wait_healthy(subject, pool, ips, deadline, stop, hint)
+            if healthy is None:
+                return None
+            seen = [b.result(timeout=max(1.0, deadline - time.monotonic())) for b in banners]
+        finally:
+            done.set()
+    times = sorted(at for at in seen if at is not None)
+    if len(times) != len(ips):
+        raise WaitTimeout(subject, "etcd is healthy but not every guest sent an SSH banner")
+    return times[0], times[-1], healthy
+
+
+def wait_healthy(
+    subject: str,
+    pool: ThreadPoolExecutor,
+    ips: Sequence[str],
+    deadline: float,
+    stop: threading.Event,
+    hint: str,
+) -> float | None:
+    last = "no answer yet"
+    while not stop.is_set():
+        health = list(pool.map(etcd_member_healthy, ips))
+        if all(health):
+            members = etcd_started_members(ips[0])
+            if len(members) == len(ips):
+                return time.monotonic()
+            last = f"{len(members)} of {len(ips)} members started"
+        else:
+            last = "healthy: " + ", ".join(
+                f"{ip} {'yes' if ok else 'no'}" for ip, ok in zip(ips, health, strict=True)
+            )
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                subject,
+                f"etcd did not report {len(ips)}/{len(ips)} healthy in time; last: {last}",
+                hint=hint,
+            )
+        stop.wait(POLL_SECONDS)
+    return None
+
+
+def boot_times(began: float, booted: float, seen: tuple[float, float, float]) -> BootTimes:
+    first, every, healthy = seen
+    return BootTimes(booted - began, first - booted, every - booted, healthy - booted)
+
+
+class Watcher:
+    """:func:`watch_guests` in a thread, for guests someone else (`lab up`) boots."""
+
+    def __init__(self, subject: str, ips: Sequence[str], deadline: float) -> None:
+        self.stop = threading.Event()
+        self.seen: tuple[float, float, float] | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(subject, ips, deadline), name="watcher", daemon=True
+        )
+
+    def _run(self, subject: str, ips: Sequence[str], deadline: float) -> None:
+        try:
+            self.seen = watch_guests(subject, ips, deadline, self.stop, hint="see lab's logs")
+        except LabError as exc:
+            self.error = exc.message
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self, grace: float) -> tuple[float, float, float] | None:
+        """What it saw, waiting up to ``grace`` seconds for it to catch up."""
+        self._thread.join(timeout=grace)
+        self.stop.set()
+        self._thread.join(timeout=30)
+        return self.seen
+
+
 def wait_for_banner(ip: str, deadline: float, stop: threading.Event) -> float | None:
     """When (monotonic) the guest's sshd first sent its banner; None at the deadline or stop."""
     while not stop.is_set() and time.monotonic() < deadline:
@@ -569,8 +672,6 @@ def used_networks(host: LibvirtHost) -> list[ipaddress.IPv4Network]:
 
 def pool_volumes(host: LibvirtHost, pool: str = "default") -> dict[str, str]:
     """Volume name -> path in ``pool`` (empty if the pool does not exist yet)."""
-    import libvirt
-
     try:
         pool_obj = host.connection.storagePoolLookupByName(pool)
     except libvirt.libvirtError:
@@ -667,7 +768,7 @@ class Bench:
         self,
         args: argparse.Namespace,
         results: Results,
-        sampler: MemorySampler,
+        sampler: HostSampler,
         cleanups: Cleanups,
     ) -> None:
         self.args = args
@@ -777,19 +878,16 @@ class Bench:
             with measured("floor", self.results, self.sampler, host):
                 began = time.monotonic()
                 floor.prepare(host, built)
-                booted = floor.boot(host)
+                created = floor.boot(host)
                 say("floor: started; waiting for SSH banners and etcd health")
-                first, every, healthy = floor.wait(booted, booted + FLOOR_TIMEOUT)
+                seen = floor.wait(created + FLOOR_TIMEOUT)
         except LabError:
             print(floor.console_tails(), flush=True)
             raise
-        times = FloorTimes(booted - began, first, every, healthy)
+        # As for the lab: a guest has started when its QEMU process is seen.
+        times = boot_times(began, self.sampler.first_start(floor.name) or created, seen)
         self.results.floor = times
-        n = len(floor.guests)
-        say(
-            f"floor: prep {times.prep:.1f}s; since the first start: first SSH banner "
-            f"{first:.1f}s, all {every:.1f}s, etcd {n}/{n} healthy {healthy:.1f}s"
-        )
+        say(f"floor: {describe(times)}")
         say(f"floor: removed {', '.join(floor.cleanup(host))}")
 
     def lab(self, host: LibvirtHost, lab: LabConfig) -> None:
@@ -797,15 +895,30 @@ class Bench:
         if self.args.discovery:
             argv += ["--discovery", self.args.discovery]
         say(f"lab {' '.join(argv)} in {lab.directory} (subnet {lab.subnet}, {lab.discovery})")
-        with measured("lab up", self.results, self.sampler, host):
-            up = run_lab(lab.directory, argv, self.logs / "up.log", UP_TIMEOUT)
-            record_lab_up(up, lab, self.results)
-            require_ok(up, "lab up", self.logs / "up.log")
+        # The same probes as the floor's watch the lab's guests from outside.
+        began = time.monotonic()
+        watcher = Watcher(lab.name, [n.ip for n in lab.nodes], began + UP_TIMEOUT)
+        watcher.start()
+        try:
+            with measured("lab up", self.results, self.sampler, host):
+                up = run_lab(lab.directory, argv, self.logs / "up.log", UP_TIMEOUT)
+                record_lab_up(up, lab, self.results)
+                require_ok(up, "lab up", self.logs / "up.log")
+        finally:
+            seen = watcher.finish(grace=30.0)
+        booted = self.sampler.first_start(object_prefix(lab.name))
+        if seen is None or booted is None:
+            problem = watcher.error or "no QEMU process of the lab was seen"
+            self.results.errors.append(f"watching lab up's guests: {problem}")
+        else:
+            self.results.lab_boot = boot_times(began, booted, seen)
+            say(f"lab up, seen from outside: {describe(self.results.lab_boot)}")
 
         say("lab verify")
         log = self.logs / "verify.log"
         with measured("lab verify", self.results, self.sampler, host):
             checked = run_lab(lab.directory, ["verify"], log, VERIFY_TIMEOUT, echo=False)
+        self.results.tool_cpu["lab verify"] = checked.cpu_seconds
         self.results.verify_ok = checked.returncode == 0
         for line in checked.stdout.splitlines()[-4:]:
             print(f"    | {line}", flush=True)
@@ -816,8 +929,17 @@ class Bench:
         log = self.logs / "destroy.log"
         with measured("lab destroy", self.results, self.sampler, host):
             gone = run_lab(lab.directory, ["destroy"], log, DESTROY_TIMEOUT, echo=False)
+            self.results.tool_cpu["lab destroy"] = gone.cpu_seconds
             require_ok(gone, "lab destroy", log)
         print(f"    | {gone.stdout.strip()}", flush=True)
+
+
+def describe(times: BootTimes) -> str:
+    return (
+        f"first guest started after {times.prep:.1f}s; since then: first SSH banner "
+        f"{times.first_banner:.1f}s, all {times.all_banners:.1f}s, "
+        f"etcd healthy {times.healthy:.1f}s"
+    )
 
 
 def record_lab_up(up: LabRun, lab: LabConfig, results: Results) -> None:
@@ -830,6 +952,7 @@ def record_lab_up(up: LabRun, lab: LabConfig, results: Results) -> None:
     )
     marks = lab_milestones(up.events, len(lab.nodes))
     results.lab_phases = summary[1] if summary else phases
+    results.tool_cpu["lab up"] = up.cpu_seconds
     results.lab_up = {
         "returncode": up.returncode,
         "seconds": up.seconds,
@@ -857,9 +980,10 @@ def print_summary(results: Results) -> None:
         f"lab up --nodes 3 vs. the floor ({results.host.get('accel', '?')}, "
         f"{results.host.get('cpus', '?')} CPUs, box {results.box.get('name', '?')})"
     )
-    print(format_table(SUMMARY_HEADERS, summary_rows(
-        results.floor, results.lab_total, results.lab_phases, results.parts
-    )))  # fmt: skip
+    rows = summary_rows(
+        results.floor, results.lab_boot, results.lab_total, results.lab_phases, results.parts
+    )
+    print(format_table(SUMMARY_HEADERS, rows))
     warm = results.warmup
     if warm.get("needed"):
         print(f"box upload warm-up (not counted): {warm['seconds']:.1f}s")
@@ -873,8 +997,15 @@ def print_summary(results: Results) -> None:
     print(
         "host MiB: peak host memory taken above the level at the part's start (MemAvailable),"
         " other people's work included; guests MiB: peak resident memory of this run's QEMU"
-        " processes; load 1m: before/after; others: most other running domains meanwhile."
+        " processes; host CPU / guests CPU: CPUs busy on average, on the whole host / in this"
+        " run's QEMU processes; load 1m: before/after; others: most other running domains"
+        " meanwhile."
     )
+    if results.tool_cpu:
+        print(
+            "CPU time of the lab commands' own process trees (lab, vagrant, ruby, ssh; not QEMU): "
+            + ", ".join(f"{name} {cpu:.1f}s" for name, cpu in results.tool_cpu.items())
+        )
     print(f"left in libvirt: {', '.join(results.leftovers) or 'nothing'}")
     for error in results.errors:
         print(f"error: {error}")
@@ -905,12 +1036,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.umask(0o022)
+    # Ctrl-C raises KeyboardInterrupt even when started in the background with SIGINT
+    # ignored, and `lab` children then get the default disposition (they clean up too).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     run_id = os.urandom(3).hex()
     results = Results(
         started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), run_id=run_id
     )
-    sampler = MemorySampler(run_id)
+    sampler = HostSampler(run_id)
     sampler.start()
     cleanups = Cleanups(results)
     say(f"bench_up run {run_id}")

@@ -1,4 +1,4 @@
-"""Real etcd 3.4 and real fleetd processes on loopback, for fleet's tests and benchmark.
+"""Real fleetd processes on loopback, for fleet's tests and benchmark.
 
 Each fleetd is a separate ``/usr/bin/python3`` process (the interpreter the
 guests have) with its own machine-id file, metadata, units directory and the
@@ -13,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +22,9 @@ from typing import TypeVar
 
 from provisioner.guest.fleet.etcd import EtcdClient
 from provisioner.guest.fleet.registry import Registry, Snapshot
+from tests.loopback import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-ETCD = Path("/usr/bin/etcd")
 GUEST_PYTHON = Path("/usr/bin/python3")
 ACTIVATE = (
     "import os, sys\n"
@@ -43,33 +40,6 @@ ACTIVATE = (
 T = TypeVar("T")
 
 
-def free_ports(count: int) -> list[int]:
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, *, detail: str = "") -> T:
-    """Poll ``check`` until it returns something truthy; TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            message = f"timed out after {timeout:.0f}s waiting for {what}"
-            raise TimeoutError(message + (f"\n{detail}" if detail else ""))
-        time.sleep(0.1)
-
-
 def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A clean environment for guest-side processes run from the checkout."""
     env = {
@@ -81,71 +51,6 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     }
     env.update(extra or {})
     return env
-
-
-class LocalEtcd:
-    """One etcd 3.4 member on loopback with a throw-away data directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.process: subprocess.Popen[bytes] | None = None
-        client_port, peer_port = free_ports(2)
-        self.endpoint = f"http://127.0.0.1:{client_port}"
-        self.peer = f"http://127.0.0.1:{peer_port}"
-        self.log = root / "etcd.log"
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(ETCD),
-            "--name=fleet-test",
-            f"--data-dir={self.root / 'data'}",
-            f"--listen-client-urls={self.endpoint}",
-            f"--advertise-client-urls={self.endpoint}",
-            f"--listen-peer-urls={self.peer}",
-            f"--initial-advertise-peer-urls={self.peer}",
-            f"--initial-cluster=fleet-test={self.peer}",
-            "--heartbeat-interval=50",
-            "--election-timeout=500",
-        ]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(
-            self._healthy, timeout, f"etcd at {self.endpoint} to be healthy", detail=self.tail()
-        )
-
-    def _healthy(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"etcd exited with {self.process.returncode}:\n{self.tail()}")
-        try:
-            with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as response:
-                return bool(json.loads(response.read()).get("health") == "true")
-        except OSError:
-            return False
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-        process.wait(timeout=30)
-        self.process = None
 
 
 def machine_id_for(name: str) -> str:

@@ -27,18 +27,13 @@ import paramiko
 from testinfra.backend import base
 
 from provisioner.checks.sshconfig import SSHOptions, ssh_options
-from provisioner.errors import RemoteError, WaitTimeout
+from provisioner.errors import HostKeyError, RemoteError, WaitTimeout
+from provisioner.remote.channel import read_until_exit
 from provisioner.remote.hostkeys import sha256_fingerprint
 
 NAME = "lab-paramiko"
 CLASS_PATH = "provisioner.checks.backend.LabParamikoBackend"
 DEFAULT_COMMAND_TIMEOUT = 60.0
-_POLL_SECONDS = 0.02
-_READ_CHUNK = 32768
-
-
-class HostKeyError(RemoteError):
-    """The node offered a host key that is not the one pinned in the lab's known_hosts."""
 
 
 class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
@@ -218,7 +213,7 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
         try:
             channel.exec_command(command)
             channel.shutdown_write()
-            return self._collect(channel, command, deadline)
+            return read_until_exit(channel, deadline, lambda: self._timeout(command))
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise RemoteError(
                 f"{self.host.name}: the connection broke while running"
@@ -227,34 +222,8 @@ class LabParamikoBackend(base.BaseBackend):  # type: ignore[misc] # testinfra is
         finally:
             channel.close()
 
-    def _collect(
-        self, channel: paramiko.Channel, command: bytes, deadline: float
-    ) -> tuple[int, bytes, bytes]:
-        """Read stdout and stderr together until the command exits or the deadline."""
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
-        while True:
-            got = False
-            if channel.recv_ready():
-                stdout.append(channel.recv(_READ_CHUNK))
-                got = True
-            if channel.recv_stderr_ready():
-                stderr.append(channel.recv_stderr(_READ_CHUNK))
-                got = True
-            if got:
-                continue
-            if channel.exit_status_ready():
-                break
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    self.host.name,
-                    f"`{command.decode(errors='replace')}` did not finish within"
-                    f" {self.command_timeout:g}s",
-                )
-            channel.status_event.wait(_POLL_SECONDS)
-        # The exit status follows all output on the wire: what is buffered is the rest.
-        while channel.recv_ready():
-            stdout.append(channel.recv(_READ_CHUNK))
-        while channel.recv_stderr_ready():
-            stderr.append(channel.recv_stderr(_READ_CHUNK))
-        return channel.recv_exit_status(), b"".join(stdout), b"".join(stderr)
+    def _timeout(self, command: bytes) -> WaitTimeout:
+        return WaitTimeout(
+            self.host.name,
+            f"`{command.decode(errors='replace')}` did not finish within {self.command_timeout:g}s",
+        )

@@ -26,14 +26,14 @@ from urllib.parse import quote
 from provisioner.checks import backend
 from provisioner.checks.expectations import load_expectations
 from provisioner.checks.sshconfig import HostSpec, ssh_options
-from provisioner.errors import ConfigError, LabError, RemoteError, WaitTimeout
+from provisioner.errors import ConfigError, HostKeyError, LabError, RemoteError, WaitTimeout
 
 log = logging.getLogger(__name__)
 
 CHECKS_DIR = Path(__file__).resolve().parent
 CHECK_MODULES = ("etcd", "fleet", "system")
 PLUGIN = "provisioner.checks.plugin"
-HOST_KEY_ERROR = f"{backend.HostKeyError.__module__}.{backend.HostKeyError.__qualname__}"
+HOST_KEY_ERROR = f"{HostKeyError.__module__}.{HostKeyError.__qualname__}"
 _OUTPUT_TAIL_LINES = 40
 
 Outcome = Literal["passed", "failed", "error", "skipped"]

@@ -19,7 +19,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from provisioner.errors import RemoteError
+from provisioner.errors import HostKeyError, RemoteError
 
 BEGIN_MARKER = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
 END_MARKER = "-----END SSH HOST KEY FINGERPRINTS-----"
@@ -102,13 +102,13 @@ def check_host_key(host: str, wire_name: str, key_blob: bytes, pinned: Mapping[s
     expected = pinned.get(label)
     if expected is None:
         known = ", ".join(sorted(pinned)) or "none"
-        raise RemoteError(
+        raise HostKeyError(
             f"{host}: offered an {label} host key ({offered}) but no {label} key is pinned"
             f" (pinned: {known})",
             hint="the guest's console fingerprint block is the source of pinned keys",
         )
     if offered != expected:
-        raise RemoteError(
+        raise HostKeyError(
             f"{host}: host key {label} {offered} does not match the pinned {expected};"
             " refusing to connect",
             hint="someone may be impersonating the guest, or it was rebuilt:"

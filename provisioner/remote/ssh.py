@@ -11,14 +11,13 @@ from pathlib import Path
 import paramiko
 
 from provisioner.errors import RemoteError, WaitTimeout
+from provisioner.remote.channel import read_until_exit
 from provisioner.remote.hostkeys import check_host_key
 from provisioner.remote.runner import CommandResult, quote_argv
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
 _KEEPALIVE_SECONDS = 15
-_POLL_SECONDS = 0.02
-_READ_CHUNK = 32768
 
 # Host key algorithms paramiko can negotiate, by the ``ssh-keygen -l`` label of the
 # key behind them. Only algorithms of pinned key types are offered, so the server
@@ -254,37 +253,16 @@ class SSHRunner:
         self, channel: paramiko.Channel, command: str, deadline: float, limit: float
     ) -> CommandResult:
         """Read stdout and stderr together until the command exits or the deadline."""
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
-        while True:
-            got = False
-            if channel.recv_ready():
-                stdout.append(channel.recv(_READ_CHUNK))
-                got = True
-            if channel.recv_stderr_ready():
-                stderr.append(channel.recv_stderr(_READ_CHUNK))
-                got = True
-            if got:
-                continue
-            if channel.exit_status_ready():
-                break
-            if time.monotonic() >= deadline:
-                raise self._timeout(command, limit)
-            channel.status_event.wait(_POLL_SECONDS)
-        # The exit status follows all of the command's output on the wire, so
-        # whatever is buffered now is the rest of it.
-        while channel.recv_ready():
-            stdout.append(channel.recv(_READ_CHUNK))
-        while channel.recv_stderr_ready():
-            stderr.append(channel.recv_stderr(_READ_CHUNK))
-        rc = channel.recv_exit_status()
+        rc, stdout, stderr = read_until_exit(
+            channel, deadline, lambda: self._timeout(command, limit)
+        )
         if rc == -1 and not channel.get_transport().is_active():
             # paramiko closes every channel of a dead transport without a status.
             raise EOFError("the connection closed before the command exited")
         return CommandResult(
             rc=rc,
-            stdout=b"".join(stdout).decode(errors="replace"),
-            stderr=b"".join(stderr).decode(errors="replace"),
+            stdout=stdout.decode(errors="replace"),
+            stderr=stderr.decode(errors="replace"),
         )
 
     def _timeout(self, command: str, limit: float) -> WaitTimeout:

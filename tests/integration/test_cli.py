@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
+
+from tests.loopback import free_port
 
 LAB = [sys.executable, "-m", "provisioner.cli"]
 
@@ -26,12 +27,6 @@ def lab(
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def libvirt_names() -> tuple[set[str], set[str]]:

@@ -1,7 +1,7 @@
 """Real etcd 3.4 members bootstrapping through the project's discovery service.
 
 Every etcd runs on 127.0.0.1 with ports picked at run time and its own data
-directory, and is killed at teardown.
+directory (:mod:`tests.etcd_support`), and is killed at teardown.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import http.client
 import json
 import logging
 import os
-import socket
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ import pytest
 
 from provisioner.discovery import DiscoveryServer, fetch_token, new_token
 from provisioner.errors import DiscoveryError
-
-ETCD = Path("/usr/bin/etcd")
-ETCDCTL = Path("/usr/bin/etcdctl")
+from tests.etcd_support import ETCD, ETCDCTL, Etcds
+from tests.loopback import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,77 +35,6 @@ pytestmark = [
     ),
     pytest.mark.timeout(300),
 ]
-
-# Fast elections on loopback keep bootstrap to a few seconds.
-TUNING = ("--heartbeat-interval", "50", "--election-timeout", "500")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-@dataclass
-class Member:
-    name: str
-    client_url: str
-    peer_url: str
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-class Etcds:
-    """Starts etcd processes and guarantees they are gone afterwards."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.members: list[Member] = []
-
-    def start(self, name: str, *flags: str) -> Member:
-        client_port, peer_port = free_ports(2)
-        client = f"http://127.0.0.1:{client_port}"
-        peer = f"http://127.0.0.1:{peer_port}"
-        log = self.root / f"{name}.log"
-        argv = [
-            str(ETCD),
-            "--name",
-            name,
-            "--data-dir",
-            str(self.root / f"{name}.etcd"),
-            "--listen-client-urls",
-            client,
-            "--advertise-client-urls",
-            client,
-            "--listen-peer-urls",
-            peer,
-            "--initial-advertise-peer-urls",
-            peer,
-            *TUNING,
-            *flags,
-        ]
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        member = Member(name, client, peer, log, process)
-        self.members.append(member)
-        return member
-
-    def stop_all(self) -> None:
-        for member in self.members:
-            if member.process.poll() is None:
-                member.process.kill()
-        for member in self.members:
-            member.process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -123,14 +50,6 @@ def etcds(tmp_path: Path) -> Iterator[Etcds]:
 def server(tmp_path: Path) -> Iterator[DiscoveryServer]:
     with DiscoveryServer(("127.0.0.1", 0), tmp_path / "discovery", watch_timeout=1.0) as running:
         yield running
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def etcdctl(endpoints: list[str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -186,7 +105,7 @@ def test_three_members_bootstrap_and_a_fourth_is_refused(
                 pytest.fail(f"{member.name} exited: {member.output()[-2000:]}")
         return etcdctl(endpoints, "endpoint", "health").returncode == 0
 
-    wait_for("3 healthy etcd members", healthy, timeout=60)
+    wait_for(healthy, 60, "3 healthy etcd members", interval=0.2)
 
     listed = etcdctl(endpoints[:1], "member", "list")
     assert listed.returncode == 0, listed.stderr
@@ -218,9 +137,10 @@ def test_three_members_bootstrap_and_a_fourth_is_refused(
 
     proxy = etcds.start("m4", "--discovery", url)  # default fallback: become a v2 proxy
     wait_for(
-        "the fifth member to fall back to proxy",
         lambda: "falling back to proxy" in proxy.output() or proxy.process.poll() is not None,
-        timeout=30,
+        30,
+        "the fifth member to fall back to proxy",
+        interval=0.2,
     )
     assert "discovery cluster full, falling back to proxy" in proxy.output()
     assert proxy.process.poll() is None
@@ -367,9 +287,10 @@ def replay(base_url: str) -> list[tuple[int, int | None, Any]]:
 def test_keys_api_answers_like_a_real_etcd(server: DiscoveryServer, etcds: Etcds) -> None:
     real = etcds.start("v2store", "--enable-v2")
     wait_for(
-        "etcd v2 API",
         lambda: etcdctl([real.client_url], "endpoint", "health").returncode == 0,
-        timeout=30,
+        30,
+        "etcd v2 API",
+        interval=0.2,
     )
     expected = replay(real.client_url)
     actual = replay(server.url)

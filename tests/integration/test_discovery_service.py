@@ -26,15 +26,9 @@ from provisioner.discovery import (
 from provisioner.discovery.__main__ import main
 from provisioner.discovery.daemon import is_running, read_pidfile
 from provisioner.errors import DiscoveryError
+from tests.loopback import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def register(discovery_url: str, member_id: str, value: str) -> int:

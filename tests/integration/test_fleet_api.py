@@ -9,13 +9,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fleet_support import ETCD, GUEST_PYTHON, FleetCluster, LocalEtcd, Machine, write_unit
+from tests.etcd_support import ETCD
+from tests.fleet_support import GUEST_PYTHON, FleetCluster, Machine, write_unit
 
 pytestmark = [
     pytest.mark.integration,
@@ -26,25 +26,6 @@ pytestmark = [
 ]
 
 UNIT = "[Unit]\nDescription=api test\n\n[Service]\nExecStart=/bin/sleep 1000\n"
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    server = LocalEtcd(tmp_path / "etcd")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: LocalEtcd) -> Iterator[FleetCluster]:
-    fleet = FleetCluster(tmp_path / "machines", etcd.endpoint)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
 
 
 class UnixConnection(http.client.HTTPConnection):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fleet_support import ETCD, GUEST_PYTHON, FleetCluster, LocalEtcd, Machine, write_unit
+from tests.etcd_support import ETCD, EtcdMember
+from tests.fleet_support import GUEST_PYTHON, FleetCluster, Machine, write_unit
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,25 +36,6 @@ ExecStart=/bin/bash -c "while true; do echo \\"Hello, world\\"; sleep 1; done"
 def service(description: str, xfleet: str = "") -> str:
     text = f"[Unit]\nDescription={description}\n\n[Service]\nExecStart=/bin/sleep 1000\n"
     return text + (f"\n[X-Fleet]\n{xfleet}\n" if xfleet else "")
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    server = LocalEtcd(tmp_path / "etcd")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: LocalEtcd) -> Iterator[FleetCluster]:
-    fleet = FleetCluster(tmp_path / "machines", etcd.endpoint)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
 
 
 def by_id(cluster: FleetCluster) -> dict[str, Machine]:
@@ -244,9 +225,9 @@ def test_metadata_placement_and_move_on_machine_death(
     assert dead.machine_id[:8] + "..." not in listed.stdout
 
 
-def test_sigterm_leaves_at_once_and_units_move(tmp_path: Path, etcd: LocalEtcd) -> None:
+def test_sigterm_leaves_at_once_and_units_move(tmp_path: Path, etcd: EtcdMember) -> None:
     # A long agent_ttl shows the departure is immediate, not a presence expiry.
-    fleet = FleetCluster(tmp_path / "machines", etcd.endpoint, agent_ttl="20s")
+    fleet = FleetCluster(tmp_path / "machines", etcd.client_url, agent_ttl="20s")
     try:
         one = fleet.start_machine("one")
         two = fleet.start_machine("two")
@@ -466,7 +447,7 @@ def test_exactly_one_engine_leader_and_failover(cluster: FleetCluster, tmp_path:
 
 
 def test_units_keep_running_while_etcd_is_unreachable(
-    cluster: FleetCluster, etcd: LocalEtcd, tmp_path: Path
+    cluster: FleetCluster, etcd: EtcdMember, tmp_path: Path
 ) -> None:
     one = cluster.start_machine("one")
     unit = write_unit(tmp_path, "steady.service", service("steady"))

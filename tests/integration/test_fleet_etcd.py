@@ -6,8 +6,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +14,8 @@ from provisioner.guest.fleet.etcd import EtcdClient, WatchEvent, cmp_create_revi
 from provisioner.guest.fleet.model import MachineState
 from provisioner.guest.fleet.registry import Registry
 from provisioner.guest.fleet.unitfile import parse_unit_file
-from tests.fleet_support import ETCD, LocalEtcd, free_ports, wait_for
-
-ETCDCTL = Path("/usr/bin/etcdctl")
+from tests.etcd_support import ETCD, ETCDCTL, EtcdMember
+from tests.loopback import free_ports, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,18 +24,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[LocalEtcd]:
-    server = LocalEtcd(tmp_path / "etcd")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-def test_kv_txn_and_prefix_ranges(etcd: LocalEtcd) -> None:
-    client = EtcdClient([etcd.endpoint])
+def test_kv_txn_and_prefix_ranges(etcd: EtcdMember) -> None:
+    client = EtcdClient([etcd.client_url])
     client.put("/p/a", "1")
     client.put("/p/b/c", "2")
     client.put("/q", "3")
@@ -54,8 +41,8 @@ def test_kv_txn_and_prefix_ranges(etcd: LocalEtcd) -> None:
     assert client.get("/p/a") is None
 
 
-def test_lease_expiry_removes_attached_keys(etcd: LocalEtcd) -> None:
-    client = EtcdClient([etcd.endpoint])
+def test_lease_expiry_removes_attached_keys(etcd: EtcdMember) -> None:
+    client = EtcdClient([etcd.client_url])
     lease, ttl = client.lease_grant(2)
     assert ttl == 2
     client.put("/leased", "v", lease=lease)
@@ -65,8 +52,8 @@ def test_lease_expiry_removes_attached_keys(etcd: LocalEtcd) -> None:
     client.lease_revoke(lease)  # already gone: not an error
 
 
-def test_watch_delivers_events_and_cancel_unblocks(etcd: LocalEtcd) -> None:
-    client = EtcdClient([etcd.endpoint])
+def test_watch_delivers_events_and_cancel_unblocks(etcd: EtcdMember) -> None:
+    client = EtcdClient([etcd.client_url])
     watch = client.watch("/w/")
     events: list[WatchEvent] = []
 
@@ -87,9 +74,9 @@ def test_watch_delivers_events_and_cancel_unblocks(etcd: LocalEtcd) -> None:
     assert not thread.is_alive()
 
 
-def test_unreachable_endpoints_fail_over_then_error(etcd: LocalEtcd) -> None:
+def test_unreachable_endpoints_fail_over_then_error(etcd: EtcdMember) -> None:
     (dead,) = free_ports(1)
-    client = EtcdClient([f"http://127.0.0.1:{dead}", etcd.endpoint], timeout=2)
+    client = EtcdClient([f"http://127.0.0.1:{dead}", etcd.client_url], timeout=2)
     client.put("/ok", "1")
     assert client.get("/ok") is not None
     nowhere = EtcdClient([f"http://127.0.0.1:{dead}"], timeout=1)
@@ -98,8 +85,8 @@ def test_unreachable_endpoints_fail_over_then_error(etcd: LocalEtcd) -> None:
 
 
 @pytest.mark.skipif(not ETCDCTL.exists(), reason="needs etcdctl")
-def test_layout_is_readable_with_etcdctl(etcd: LocalEtcd) -> None:
-    registry = Registry(EtcdClient([etcd.endpoint]))
+def test_layout_is_readable_with_etcdctl(etcd: EtcdMember) -> None:
+    registry = Registry(EtcdClient([etcd.client_url]))
     unit = parse_unit_file("[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n")
     assert registry.create_unit("x.service", unit, "launched")
     assert not registry.create_unit("x.service", unit)
@@ -111,7 +98,7 @@ def test_layout_is_readable_with_etcdctl(etcd: LocalEtcd) -> None:
     assert not registry.schedule_unit("x.service", machine.id)
 
     listed = subprocess.run(
-        [str(ETCDCTL), f"--endpoints={etcd.endpoint}", "get", "--prefix", "/_coreos.com/fleet/"],
+        [str(ETCDCTL), f"--endpoints={etcd.client_url}", "get", "--prefix", "/_coreos.com/fleet/"],
         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

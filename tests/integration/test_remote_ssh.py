@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,11 +24,10 @@ from provisioner.remote import (
     run_all,
 )
 from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
+from tests.loopback import free_port
+from tests.sshd_support import keygen, loopback_sshd
 
 pytestmark = pytest.mark.integration
-
-SSHD = Path("/usr/sbin/sshd")
-START_DEADLINE = 15.0
 
 
 @dataclass(frozen=True)
@@ -65,21 +63,6 @@ class Sshd:
         return children
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def keygen(path: Path, key_type: str) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "test", "-f", str(path)],
-        check=True,
-        timeout=60,
-    )
-
-
 def fingerprint_block(*public_keys: Path) -> str:
     """What the box prints on its console: ssh-keygen -l of each host key."""
     lines = [BEGIN_MARKER]
@@ -96,74 +79,16 @@ def fingerprint_block(*public_keys: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port} within {START_DEADLINE}s")
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    if not SSHD.exists():
-        pytest.fail("openssh-server is not installed: apt-get install openssh-server")
     work = tmp_path_factory.mktemp("sshd")
-    for key_type in ("ed25519", "rsa"):
-        keygen(work / f"host_{key_type}", key_type)
-    keygen(work / "other_ed25519", "ed25519")
-    keygen(work / "client", "ed25519")
-    shutil.copy(work / "client.pub", work / "authorized_keys")
-    port = free_port()
-    config = work / "sshd_config"
-    config.write_text(
-        f"""
-ListenAddress 127.0.0.1
-HostKey {work}/host_ed25519
-HostKey {work}/host_rsa
-PidFile {work}/sshd.pid
-AuthorizedKeysFile {work}/authorized_keys
-AllowUsers root
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-Subsystem sftp internal-sftp
-"""
-    )
-    privsep = Path("/run/sshd")
-    made_privsep = not privsep.exists()
-    if made_privsep:
-        privsep.mkdir(mode=0o755)
-    log = (work / "sshd.log").open("wb")
-    proc = subprocess.Popen(
-        [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, proc)
+    keygen(work / "other_ed25519")
+    with loopback_sshd(work, ("ed25519", "rsa")) as running:
         pins = parse_host_key_fingerprints(
             fingerprint_block(work / "host_ed25519.pub", work / "host_rsa.pub")
         )
         other = parse_host_key_fingerprints(fingerprint_block(work / "other_ed25519.pub"))
-        yield Sshd(port, proc.pid, work / "client", pins, other, work)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-        if made_privsep:
-            shutil.rmtree(privsep, ignore_errors=True)
+        yield Sshd(running.port, running.pid, running.client_key, pins, other, work)
 
 
 @pytest.fixture

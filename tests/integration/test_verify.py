@@ -7,8 +7,6 @@ on it over the pinned SSH backend, against a single etcd member.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -22,58 +20,14 @@ from provisioner.checks.expectations import Expectations, NodeExpectation, rende
 from provisioner.checks.runner import VerifyResult, run_verify
 from provisioner.checks.sshconfig import HostSpec, write_ssh_config
 from provisioner.errors import LabError, RemoteError, WaitTimeout
+from tests.etcd_support import running_etcd
+from tests.loopback import free_port
+from tests.sshd_support import keygen, loopback_sshd
 
 pytestmark = pytest.mark.integration
 
-SSHD = Path("/usr/sbin/sshd")
-ETCD = Path("/usr/bin/etcd")
-START_DEADLINE = 30.0
 RUN_TIMEOUT = 120.0
 NODE = "core-01"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
-        check=True,
-        timeout=60,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def wait_until(what: str, ready: object, proc: subprocess.Popen[bytes], log: Path) -> None:
-    assert callable(ready)
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        if ready():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} was not ready within {START_DEADLINE}s:\n{log.read_text()[-2000:]}")
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -90,79 +44,27 @@ class Sshd:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    if not SSHD.exists():
-        pytest.fail("openssh-server is not installed: apt-get install openssh-server")
     work = tmp_path_factory.mktemp("sshd")
-    for name in ("host_ed25519", "other_ed25519", "client"):
-        keygen(work / name)
-    shutil.copy(work / "client.pub", work / "authorized_keys")
-    port = free_port()
-    config = work / "sshd_config"
-    config.write_text(
-        f"ListenAddress 127.0.0.1\nHostKey {work}/host_ed25519\nPidFile {work}/sshd.pid\n"
-        f"AuthorizedKeysFile {work}/authorized_keys\nAllowUsers root\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel INFO\n"
-    )
-    # sshd's privilege separation needs this directory; it is the one the
-    # openssh-server package uses, so it is left in place for other users.
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = work / "sshd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until("sshd", lambda: listening(port), proc, log)
+    keygen(work / "other_ed25519")
+    with loopback_sshd(work) as running:
 
         def public(name: str) -> str:
             return " ".join((work / f"{name}.pub").read_text().split()[:2])
 
-        yield Sshd(port, work / "client", public("host_ed25519"), public("other_ed25519"), log)
-    finally:
-        stop(proc)
+        yield Sshd(
+            running.port,
+            running.client_key,
+            public("host_ed25519"),
+            public("other_ed25519"),
+            running.log,
+        )
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A single etcd 3.4 member on loopback; yields its client URL."""
-    work = tmp_path_factory.mktemp("etcd")
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    log = work / "etcd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(ETCD),
-                "--name=core-01",
-                f"--data-dir={work / 'data'}",
-                f"--listen-client-urls={url}",
-                f"--advertise-client-urls={url}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=core-01=http://127.0.0.1:{peer}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def healthy() -> bool:
-            probe = subprocess.run(
-                ["etcdctl", f"--endpoints={url}", "--command-timeout=2s", "endpoint", "health"],
-                capture_output=True,
-                env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
-                timeout=10,
-                check=False,
-            )
-            return probe.returncode == 0
-
-        wait_until("etcd", healthy, proc, log)
-        yield url
-    finally:
-        stop(proc)
+    with running_etcd(tmp_path_factory.mktemp("etcd"), NODE) as member:
+        yield member.client_url
 
 
 @dataclass(frozen=True)

@@ -12,18 +12,21 @@ import pytest
 from provisioner.accel import AccelChoice
 from provisioner.bench import (
     SUMMARY_HEADERS,
+    BootTimes,
     FloorGuest,
-    FloorTimes,
     PartStats,
+    average_rate,
     box_uploaded,
     box_volume_prefix,
     format_table,
     lab_milestones,
     lab_phase_seconds,
+    parse_cpu_busy_ticks,
     parse_etcd_health,
     parse_ip_addr_networks,
     parse_mem_available_kib,
     parse_phase_summary,
+    parse_process_cpu_ticks,
     parse_progress_line,
     parse_started_members,
     parse_vm_rss_kib,
@@ -222,6 +225,27 @@ def test_resident_memory_of_a_process() -> None:
     assert parse_vm_rss_kib("Name:\tkthreadd\nState:\tS (sleeping)\n") == 0  # no VmRSS line
 
 
+def test_busy_cpu_of_the_host() -> None:
+    stat = "cpu  100 5 50 1000 20 1 2 3 7 0\ncpu0 50 2 25 500 10 0 1 1 0 0\n"
+    assert parse_cpu_busy_ticks(stat) == 100 + 5 + 50 + 1 + 2 + 3  # not idle, not iowait
+    real = Path("/proc/stat").read_text()
+    assert parse_cpu_busy_ticks(real) > 0
+
+
+def test_cpu_of_a_process_with_an_awkward_name() -> None:
+    # comm may contain spaces and ')'; utime=11 stime=22 are fields 14 and 15.
+    stat = "1234 (qemu (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 3 0 5 6 7\n"
+    assert parse_process_cpu_ticks(stat) == 33
+    assert parse_process_cpu_ticks(Path("/proc/self/stat").read_text()) >= 0
+
+
+def test_average_rate() -> None:
+    samples = [(0.0, 0), (1.0, 100), (2.0, 300), (3.0, 300)]
+    assert average_rate(samples, 0.0, 2.0) == 150.0
+    assert average_rate(samples, 2.0, 3.0) == 0.0
+    assert average_rate(samples, 2.5, 3.0) is None  # one sample is not a rate
+
+
 def test_window_max() -> None:
     samples = [(0.0, 1), (1.0, 5), (2.0, 3)]
     assert window_max(samples, 0.0, 0.5) == 1
@@ -333,21 +357,33 @@ def test_verdict(ratio: float, start: str) -> None:
 
 
 def test_summary_has_the_ratio_of_totals() -> None:
-    floor = FloorTimes(prep=2.0, first_banner=30.0, all_banners=40.0, healthy=48.0)
+    floor = BootTimes(prep=2.0, first_banner=30.0, all_banners=40.0, healthy=48.0)
     assert floor.total == 50.0
-    part = PartStats(75.0, 1500.0, 2400.4, (3.0, 2.0, 1.0), (4.0, 3.0, 2.0), other_domains=3)
-    rows = summary_rows(floor, 75.0, {"boot": 60.0}, {"lab up": part})
+    part = PartStats(
+        seconds=75.0,
+        peak_mib=1500.0,
+        guests_peak_mib=2400.4,
+        host_cpu=1.98,
+        guests_cpu=1.2,
+        load_before=(3.0, 2.0, 1.0),
+        load_after=(4.0, 3.0, 2.0),
+        other_domains=3,
+    )
+    lab_boot = BootTimes(prep=20.0, first_banner=35.0, all_banners=41.0, healthy=50.0)
+    rows = summary_rows(floor, lab_boot, 75.0, {"boot": 60.0}, {"lab up": part})
     assert all(len(row) == len(SUMMARY_HEADERS) for row in rows)
     table = {row[0]: row for row in rows}
     assert table["ratio lab up / floor"][1] == "1.50"
     assert "meets the target" in table["ratio lab up / floor"][-1]
     assert table["lab up: boot"][1] == "60.0"
-    assert table["lab up: total"][2:6] == ["1500", "2400", "3.0/4.0", "3"]
+    assert table["lab up: first guest started"][1] == "20.0"
+    assert table["lab up: after etcd healthy"][1] == "5.0"  # 75 - (20 + 50)
+    assert table["lab up: total"][2:8] == ["1500", "2400", "1.98", "1.20", "3.0/4.0", "3"]
     assert table["lab verify"][1:4] == ["-", "-", "-"]
 
 
 def test_summary_without_a_floor_has_no_ratio() -> None:
-    rows = summary_rows(None, None, {}, {})
+    rows = summary_rows(None, None, None, {}, {})
     assert all(not row[0].startswith("ratio") for row in rows)
 
 

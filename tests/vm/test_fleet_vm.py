@@ -13,12 +13,13 @@ Runs before test_lab.py, whose last test destroys the lab.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -45,6 +46,10 @@ def service(description: str, xfleet: str = "") -> str:
     """A long-running service with an optional [X-Fleet] section."""
     text = f"[Unit]\nDescription={description}\n\n[Service]\nExecStart=/bin/sleep 100000\n"
     return text + (f"\n[X-Fleet]\n{xfleet}\n" if xfleet else "")
+
+
+class FleetctlError(AssertionError):
+    """fleetctl exited non-zero (waits retry it: etcd may be slow under TCG)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,11 @@ class Fleet:
 
     def ctl_ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = self.ctl(*args)
-        assert result.returncode == 0, (
-            f"fleetctl {' '.join(args)} exited {result.returncode}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        )
+        if result.returncode != 0:
+            raise FleetctlError(
+                f"fleetctl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
         return result
 
     def unit_file(self, name: str, text: str) -> str:
@@ -165,8 +171,21 @@ class Fleet:
         return files
 
     def wait(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
-        result: T = self.lab.wait_for(what, check, timeout, interval=1.0)
-        return result
+        """Poll ``check``; a fleetctl that fails meanwhile (etcd busy) counts as "not yet"."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+            except FleetctlError as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(1.0)
+        raise AssertionError(
+            f"gave up after {timeout:.0f}s waiting for {what}; last: {last}; logs: {self.lab.logs}"
+        )
 
     # -- faults --------------------------------------------------------------------------
     def kill(self, node: str) -> None:
@@ -185,27 +204,27 @@ class Fleet:
     def revive(self, node: str) -> None:
         self.lab.run("start", node, timeout=900)
         self.killed.remove(node)
-        self.wait(
-            f"{node} healthy in etcd and listed by fleet",
-            lambda: (
-                (status := self.lab.node_status(node))["etcd_healthy"] and status["fleet_listed"]
-            ),
-            REJOIN_TIMEOUT,
-        )
+
+        def rejoined() -> bool:
+            status = lab_status(self.lab)
+            found = [n for n in status["nodes"] if n["name"] == node] if status else []
+            return bool(found) and found[0]["etcd_healthy"] and found[0]["fleet_listed"]
+
+        self.wait(f"{node} healthy in etcd and listed by fleet", rejoined, REJOIN_TIMEOUT)
 
     # -- teardown ------------------------------------------------------------------------
     def clean_up(self) -> None:
-        problems: list[str] = []
         if self.units:
-            destroyed = self.ctl("destroy", *self.units)
-            if destroyed.returncode != 0:
-                problems.append(f"destroy failed: {destroyed.stderr}")
+            self.wait(f"fleetctl destroy {' '.join(self.units)}", self.destroy_all, 120)
         for node in list(self.fleet_stopped):
             self.start_fleet(node)
         for node in list(self.killed):
             self.revive(node)
         self.wait("a healthy lab: 3 machines, no units", self.healthy, 180)
-        assert not problems, problems
+
+    def destroy_all(self) -> bool:
+        self.ctl_ok("destroy", *self.units)
+        return True
 
     def healthy(self) -> bool:
         return (
@@ -216,11 +235,20 @@ class Fleet:
         )
 
 
+def lab_status(lab: Lab) -> dict[str, Any] | None:
+    """`lab status --json`, or None while the lab is too busy to answer it."""
+    result = lab.run("status", "--json", check=False, timeout=300)
+    if result.returncode != 0:
+        return None
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
 @pytest.fixture(scope="module")
 def nodes(lab: Lab) -> dict[str, Node]:
+    status = lab.wait_for("`lab status --json` to answer", lambda: lab_status(lab), 300)
     found = {
-        node["name"]: Node(node["name"], node["machine_id"], node["ip"])
-        for node in lab.status()["nodes"]
+        node["name"]: Node(node["name"], node["machine_id"], node["ip"]) for node in status["nodes"]
     }
     assert sorted(found) == sorted(SEED_METADATA)
     return found
@@ -264,9 +292,9 @@ def test_unit_lifecycle_on_real_systemd(fleet: Fleet) -> None:
     started = fleet.ctl_ok("start", "hello")
     assert started.stdout == f"Unit hello.service launched on {host.legend}\n"
     assert fleet.systemctl(host.name, "is-active", "hello.service") == "active"
-    assert fleet.ctl_ok("list-units").stdout.splitlines() == [
-        "UNIT\t\tMACHINE\t\t\tACTIVE\tSUB",
-        f"hello.service\t{host.legend}\tactive\trunning",
+    assert [line.split() for line in fleet.ctl_ok("list-units").stdout.splitlines()] == [
+        ["UNIT", "MACHINE", "ACTIVE", "SUB"],
+        ["hello.service", host.legend, "active", "running"],
     ]
     assert fleet.ctl_ok("list-unit-files", "--no-legend").stdout == (
         f"hello.service\t{HELLO_HASH}\tlaunched\tlaunched\t{host.legend}\n"
