@@ -121,7 +121,7 @@ class Run:
         try:
             detail = action()
         except BaseException as exc:
-            self.progress.update(LAB, phase, "failed", str(exc).splitlines()[0][:120])
+            self.progress.update(LAB, phase, "failed", first_line(exc)[:120])
             raise
         self.phase_seconds[phase] = time.monotonic() - started
         self.progress.update(LAB, phase, "ok", detail)
@@ -266,7 +266,7 @@ class Run:
         try:
             return self._wait_node(node)
         except Exception as exc:  # noqa: BLE001 - every node's outcome is reported together
-            self.progress.update(node.name, "ready", "failed", str(exc).splitlines()[0][:100])
+            self.progress.update(node.name, "ready", "failed", first_line(exc)[:100])
             return exc
 
     def _wait_node(self, node: NodeSpec) -> readiness.NodeFacts:
@@ -331,6 +331,11 @@ class Run:
             lambda: readiness.fleet_machines(self.config, first, machine_ids),
         )
         return f"etcd {etcd}; fleet {fleet}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type for an empty one (Ctrl-C)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _public_key(config: LabConfig) -> tuple[Path, str]:

@@ -11,11 +11,15 @@ In one run, on this host:
    with DHCP reservations), timed until etcd answers 3/3 healthy over HTTP from
    the host, with the first and last SSH banner on the way;
 2. `lab up --nodes N` in a fresh lab directory under /var/tmp, phase by phase
-   from its progress lines, then `lab verify`;
+   from its progress lines, while the floor's probes watch its guests from
+   outside (so boot, and what comes before and after it, compare directly),
+   then `lab verify`;
 3. the ratio lab up / floor, against the target 1.5 and the goal 1.2;
 4. `lab destroy`;
-5. peak host memory above the level at each part's start (MemAvailable, sampled
-   every 0.5 s), and the load average around each part.
+5. per part, sampled every 0.5 s: peak host memory above the level at the part's
+   start (MemAvailable), peak resident memory of the run's own QEMU processes,
+   average busy CPUs on the host and in those QEMU processes, the load average
+   before and after; and the CPU time of each `lab` command's process tree.
 
 The box is built (or found in the cache) first. Its one-time upload into the
 libvirt pool is done by a 1-node warm-up lab when it is missing, so no timed
