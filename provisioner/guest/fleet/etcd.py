@@ -3,7 +3,11 @@
 Standard library only: unary calls go through ``urllib``; the streaming watch
 uses ``http.client`` so another thread can cancel it by shutting its socket.
 Keys and values travel base64-encoded; 64-bit integers come back as strings.
-Every call has a timeout and tries the configured endpoints in turn.
+Every call has a timeout and tries the configured endpoints in turn. Requests
+whose repetition changes nothing (reads, puts, keep-alives, and transactions the
+caller marks ``retry=True``) go round the endpoints once more when none answered
+in time: on slow guests etcd stalls for a second now and then, and one stall
+should not fail a whole ``fleetctl`` command or agent pass.
 """
 
 from __future__ import annotations
@@ -176,10 +180,17 @@ class EtcdClient:
         count = len(self.endpoints)
         return [(first + i) % count for i in range(count)]
 
-    def call(self, path: str, body: JsonDict, *, timeout: float | None = None) -> JsonDict:
-        """POST ``body`` to ``path`` on the first endpoint that answers."""
+    def call(
+        self, path: str, body: JsonDict, *, timeout: float | None = None, retry: bool = False
+    ) -> JsonDict:
+        """POST ``body`` to ``path`` on the first endpoint that answers.
+
+        With ``retry`` (only for requests that may safely run twice) the endpoints
+        are tried a second time if none answered.
+        """
+        rounds = 2 if retry else 1
         errors: list[str] = []
-        for index in self._order():
+        for index in self._order() * rounds:
             endpoint = self.endpoints[index]
             try:
                 result = self._post(endpoint, path, body, timeout or self.timeout)
@@ -247,12 +258,12 @@ class EtcdClient:
         body: JsonDict = {"key": b64(key)}
         if prefix:
             body["range_end"] = prefix_end(key)
-        answer = self.call("/v3/kv/range", body)
+        answer = self.call("/v3/kv/range", body, retry=True)
         return [_kv(kv) for kv in answer.get("kvs", [])]
 
     def put(self, key: str, value: str, *, lease: int = 0) -> int:
         body = op_put(key, value, lease)["request_put"]
-        answer = self.call("/v3/kv/put", body)
+        answer = self.call("/v3/kv/put", body, retry=True)
         return int(answer.get("header", {}).get("revision", 0))
 
     def delete(self, key: str, *, prefix: bool = False) -> int:
@@ -265,11 +276,14 @@ class EtcdClient:
         compare: list[JsonDict],
         success: list[JsonDict],
         failure: list[JsonDict] | None = None,
+        *,
+        retry: bool = False,
     ) -> TxnResult:
+        """One transaction; ``retry`` only if running it twice has the effect of once."""
         body: JsonDict = {"compare": compare, "success": success}
         if failure:
             body["failure"] = failure
-        answer = self.call("/v3/kv/txn", body)
+        answer = self.call("/v3/kv/txn", body, retry=retry)
         return TxnResult(
             succeeded=bool(answer.get("succeeded", False)),
             revision=int(answer.get("header", {}).get("revision", 0)),
@@ -284,13 +298,13 @@ class EtcdClient:
 
     def lease_keepalive(self, lease_id: int) -> int:
         """Renew a lease once; returns the new TTL, 0 if the lease has expired."""
-        answer = self.call("/v3/lease/keepalive", {"ID": str(lease_id)})
+        answer = self.call("/v3/lease/keepalive", {"ID": str(lease_id)}, retry=True)
         return int(answer.get("result", {}).get("TTL", 0))
 
     def lease_revoke(self, lease_id: int) -> None:
         """Revoke a lease (deleting its keys); an already expired lease is fine."""
         try:
-            self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            self.call("/v3/lease/revoke", {"ID": str(lease_id)}, retry=True)
         except EtcdError as exc:
             if "lease not found" not in exc.message:
                 raise

@@ -144,6 +144,7 @@ class Registry:
                 op_range(self.key("machines") + "/", prefix=True),
                 op_range(self.key("states") + "/", prefix=True),
             ],
+            retry=True,
         )
         job_kvs, machine_kvs, state_kvs = result.ranges()
         return Snapshot(
@@ -277,7 +278,8 @@ class Registry:
     # -- unit writes ----------------------------------------------------------------
     def _store_body(self, unit: UnitFile) -> None:
         key = self.unit_body_key(unit.hash)
-        self.etcd.txn([cmp_create_revision(key, 0)], [op_put(key, json.dumps({"Raw": unit.text}))])
+        body = json.dumps({"Raw": unit.text})
+        self.etcd.txn([cmp_create_revision(key, 0)], [op_put(key, body)], retry=True)
         with self._bodies_lock:
             self._bodies[unit.hash] = unit
 
@@ -308,6 +310,7 @@ class Registry:
         result = self.etcd.txn(
             [cmp_create_revision(self.job_key(name, "object"), 0, "GREATER")],
             [op_put(self.job_key(name, "target-state"), state)],
+            retry=True,
         )
         return result.succeeded
 
@@ -358,7 +361,7 @@ class Registry:
 
     def ensure_engine_version(self) -> None:
         key = self.engine_version_key
-        self.etcd.txn([cmp_create_revision(key, 0)], [op_put(key, str(ENGINE_VERSION))])
+        self.etcd.txn([cmp_create_revision(key, 0)], [op_put(key, str(ENGINE_VERSION))], retry=True)
 
     # -- agent writes -----------------------------------------------------------------
     def publish_unit_state(
@@ -377,13 +380,13 @@ class Registry:
         ops = [op_put(self.state_key(state.name, state.machine_id), body, lease)]
         if launched:
             ops.append(op_put(self.job_key(state.name, "job-state"), machine.id, lease))
-        self.etcd.txn([], ops)
+        self.etcd.txn([], ops, retry=True)
         if not launched:
             self.clear_heartbeat(state.name, machine.id)
 
     def clear_heartbeat(self, name: str, machine_id: str) -> None:
         key = self.job_key(name, "job-state")
-        self.etcd.txn([cmp_value(key, machine_id)], [op_delete(key)])
+        self.etcd.txn([cmp_value(key, machine_id)], [op_delete(key)], retry=True)
 
     def remove_unit_state(self, name: str, machine_id: str) -> None:
         self.etcd.delete(self.state_key(name, machine_id))
