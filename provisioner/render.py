@@ -195,6 +195,8 @@ def render_user_data(
         # under software emulation etcd's default 100 ms heartbeat starves; relax it
         "etcd_heartbeat_interval": 500 if slow else None,
         "etcd_election_timeout": 5000 if slow else None,
+        # and a commit can take longer than fleet's default 1 s request timeout
+        "fleet_etcd_request_timeout": 5.0 if slow else None,
         "extra_units": [unit for f in chosen for unit in f.units],
         "write_files": [entry for f in chosen for entry in f.write_files],
     }

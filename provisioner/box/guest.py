@@ -2,9 +2,10 @@
 
 Generic over what exists: the package is copied as it is, a wrapper is made
 for each configured command whose module exists (others are reported and
-skipped), and every unit file under ``provisioner/guest/*/units/`` is
+skipped), every unit file under ``provisioner/guest/*/units/`` is
 installed; those with an ``[Install]`` section are enabled, except the ones the
-recipe leaves to cloud-config (``guest.leave_disabled``).
+recipe leaves to cloud-config (``guest.leave_disabled``); and every udev rule
+under ``provisioner/guest/*/udev/`` goes to ``UDEV_RULES_DIR``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ UNIT_SUFFIXES = (
     ".automount",
     ".target",
 )
+UDEV_RULES_DIR = "/usr/lib/udev/rules.d"
 PACKAGE_INIT = b'"""lab: the guest side (installed into the box by `lab box build`)."""\n'
 
 
@@ -56,6 +58,7 @@ class GuestPlan:
     commands: tuple[tuple[str, str], ...]  # (command, "module:function") whose module exists
     missing_commands: tuple[tuple[str, str], ...]
     units: tuple[UnitFile, ...]
+    udev_rules: tuple[Path, ...] = ()
 
 
 def has_install_section(text: str) -> bool:
@@ -106,7 +109,8 @@ def plan(source: Path, install: GuestInstall) -> GuestPlan:
             text = path.read_text(encoding="utf-8")
             enable = can_enable(path.name, text) and path.name not in install.leave_disabled
             units.append(UnitFile(path.name, path, enable))
-    return GuestPlan(tuple(commands), tuple(missing), tuple(units))
+    rules = tuple(path for path in sorted(source.glob("*/udev/*.rules")) if path.is_file())
+    return GuestPlan(tuple(commands), tuple(missing), tuple(units), rules)
 
 
 def wrapper_script(command: str, target: str) -> str:
@@ -142,6 +146,8 @@ def install(
         log.warning(f"no /usr/bin/{command}: {target.partition(':')[0]} is not in {src}")
     for unit in decided.units:
         write_file(root, f"{settings.unit_dir}/{unit.name}", unit.source.read_bytes())
+    for rule in decided.udev_rules:
+        write_file(root, f"{UDEV_RULES_DIR}/{rule.name}", rule.read_bytes())
     enabled = [unit.name for unit in decided.units if unit.enable]
     if enabled:
         log.chroot(root, "systemctl", "enable", *enabled, what="systemctl enable (guest units)")
@@ -156,6 +162,6 @@ def install(
     )
     log.info(
         f"guest software: {len(decided.commands)} commands, {len(decided.units)} units "
-        f"({len(enabled)} enabled)"
+        f"({len(enabled)} enabled), {len(decided.udev_rules)} udev rules"
     )
     return decided

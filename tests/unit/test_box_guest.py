@@ -101,3 +101,24 @@ def test_shipped_guest_units_are_found() -> None:
         p.name for p in source.glob("*/units/*") if p.name.endswith(guest.UNIT_SUFFIXES)
     )
     assert sorted(u.name for u in plan.units) == shipped
+
+
+def test_udev_rules_are_planned_and_installed(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "guest")
+    (source / "cloudinit" / "udev").mkdir()
+    rule = source / "cloudinit" / "udev" / "90-configdrive.rules"
+    rule.write_text('SUBSYSTEM=="block", ENV{SYSTEMD_WANTS}+="user-configdrive.service"\n')
+    (source / "cloudinit" / "udev" / "notes.txt").write_text("not a rule\n")
+    assert guest.plan(source, GuestInstall()).udev_rules == (rule,)
+
+
+def test_the_shipped_config_drive_rule_starts_the_agent_unit() -> None:
+    source = guest.guest_source()
+    rules = guest.plan(source, GuestInstall()).udev_rules
+    assert [r.name for r in rules] == ["90-configdrive.rules"]
+    text = rules[0].read_text()
+    assert 'ENV{ID_FS_LABEL}=="config-2"' in text
+    wanted = text.split('ENV{SYSTEMD_WANTS}+="', 1)[1].split('"', 1)[0]
+    assert (source / "cloudinit" / "units" / wanted).is_file()
+    unit = (source / "cloudinit" / "units" / wanted).read_text()
+    assert "udev-settle" not in unit
