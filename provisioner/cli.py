@@ -42,6 +42,13 @@ def _fail(exc: LabError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Map expected errors to a message and an exit code; log unexpected ones."""
 
@@ -54,6 +61,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             click.echo("interrupted; run the same command again to resume", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # the reader went away (`lab exec ... | head`): stop quietly, as a shell tool does
+            _silence_stdout()
+            sys.exit(141)
         except Exception:  # noqa: BLE001 - the one place that turns bugs into a report
             path = _debug_log_path()
             try:

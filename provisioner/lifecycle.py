@@ -11,12 +11,14 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +29,7 @@ from provisioner import readiness
 from provisioner.accel import choose_accel
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.configdrive import build_config_drive, meta_data
-from provisioner.errors import LabError, NodeError
+from provisioner.errors import LabError, NodeError, WaitTimeout
 from provisioner.lab import render
 from provisioner.progress import LAB, Progress
 from provisioner.remote.ssh import SSHRunner
@@ -109,6 +111,10 @@ class Run:
         self.phase_seconds: dict[str, float] = {}
         self.runners: dict[str, SSHRunner] = {}
         self.facts: dict[str, readiness.NodeFacts] = {}
+        # node waits started while `vagrant up` runs (see boot); set to abandon them
+        self.early: dict[str, Future[readiness.NodeFacts | BaseException]] = {}
+        self.cancel = threading.Event()
+        self._waiters: ThreadPoolExecutor | None = None
 
     def save(self, phase: str | None = None) -> None:
         if phase:
@@ -225,21 +231,53 @@ class Run:
         )
         for node in self.config.nodes:
             self.progress.update(node.name, "boot", "running")
+        # The lab's own node waits (banner, host keys, login, systemd) need nothing
+        # from Vagrant but the running guest: start them now, so they run while
+        # `vagrant up` waits for SSH in its own way, and the nodes step joins them.
+        self.start_node_waits()
         try:
             vagrant.up(timeout=BOOT_TIMEOUT, provision=False)
-        except LabError:
-            for node in self.config.nodes:
-                self.progress.update(node.name, "boot", "failed")
+        except BaseException as exc:
+            self.stop_node_waits()
+            if isinstance(exc, LabError):
+                for node in self.config.nodes:
+                    self.progress.update(node.name, "boot", "failed")
             raise
         for node in self.config.nodes:
             self.progress.update(node.name, "boot", "ok")
         return f"{len(self.config.nodes)} nodes booted by vagrant ({self.accel.driver})"
 
+    def start_node_waits(self) -> None:
+        if self._waiters is not None:
+            return
+        self.cancel.clear()
+        # the boot's own deadline bounds these until it ends; then NODE_TIMEOUT (nodes)
+        deadline = time.monotonic() + BOOT_TIMEOUT + NODE_TIMEOUT
+        self._waiters = ThreadPoolExecutor(
+            max_workers=len(self.config.nodes), thread_name_prefix="node-wait"
+        )
+        for node in self.config.nodes:
+            self.early[node.name] = self._waiters.submit(self.ready_node, node, deadline)
+
+    def stop_node_waits(self) -> None:
+        """Abandon the early node waits: polls stop, and closing the SSH connections
+        ends a remote wait (``is-system-running --wait``) that is under way."""
+        self.cancel.set()
+        for runner in list(self.runners.values()):
+            runner.close()
+        if self._waiters is not None:
+            self._waiters.shutdown(wait=True, cancel_futures=True)
+            self._waiters = None
+        self.early.clear()
+
     # nodes ---------------------------------------------------------------
 
     def nodes(self) -> str:
-        with ThreadPoolExecutor(max_workers=len(self.config.nodes)) as pool:
-            outcomes = list(pool.map(self.ready_node, self.config.nodes))
+        if self.early:
+            outcomes = self._join_node_waits()
+        else:
+            with ThreadPoolExecutor(max_workers=len(self.config.nodes)) as pool:
+                outcomes = list(pool.map(self.ready_node, self.config.nodes))
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         known_hosts = {}
         for node, outcome in zip(self.config.nodes, outcomes, strict=True):
@@ -262,21 +300,48 @@ class Run:
         ]
         return "all running" if not degraded else "degraded: " + "; ".join(degraded)
 
-    def ready_node(self, node: NodeSpec) -> readiness.NodeFacts | BaseException:
+    def _join_node_waits(self) -> list[readiness.NodeFacts | BaseException]:
+        """The early waits' outcomes, each given NODE_TIMEOUT from the end of the boot."""
+        deadline = time.monotonic() + NODE_TIMEOUT
+        outcomes: list[readiness.NodeFacts | BaseException] = []
         try:
-            return self._wait_node(node)
+            for node in self.config.nodes:
+                future = self.early[node.name]
+                try:
+                    outcomes.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+                except FutureTimeout:
+                    outcomes.append(
+                        WaitTimeout(node.name, f"not ready {NODE_TIMEOUT:g}s after the boot")
+                    )
+        finally:
+            if any(isinstance(o, BaseException) for o in outcomes) or len(outcomes) < len(
+                self.config.nodes
+            ):
+                self.stop_node_waits()
+            elif self._waiters is not None:
+                self._waiters.shutdown(wait=True)
+                self._waiters = None
+                self.early.clear()
+        return outcomes
+
+    def ready_node(
+        self, node: NodeSpec, deadline: float | None = None
+    ) -> readiness.NodeFacts | BaseException:
+        try:
+            return self._wait_node(node, deadline or time.monotonic() + NODE_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - every node's outcome is reported together
             self.progress.update(node.name, "ready", "failed", first_line(exc)[:100])
             return exc
 
-    def _wait_node(self, node: NodeSpec) -> readiness.NodeFacts:
-        deadline = time.monotonic() + NODE_TIMEOUT
+    def _wait_node(self, node: NodeSpec, deadline: float) -> readiness.NodeFacts:
+        cancelled = self.cancel.is_set
         self.progress.update(node.name, "ssh banner", "running")
         banner = readiness.poll(
             node.name,
             f"an SSH banner on {node.ip}:22",
             deadline,
             lambda: readiness.ssh_banner(node.ip),
+            cancelled=cancelled,
         )
         self.progress.update(node.name, "ssh banner", "ok", banner)
         self.progress.update(node.name, "host keys", "running")
@@ -286,6 +351,7 @@ class Run:
             f"host-key fingerprints on the serial console ({console})",
             deadline,
             lambda: node_access.console_fingerprints(self.config, node) or None,
+            cancelled=cancelled,
         )
         pinned = dict(node_access.pinned_pairs(self.state.host_keys.get(node.name, [])))
         node_access.check_pins(node.name, pinned, printed)
@@ -300,9 +366,11 @@ class Run:
             "a login with the lab's key",
             deadline,
             lambda: runner.run(["true"], timeout=30).succeeded or None,
+            cancelled=cancelled,
         )
         self.progress.update(node.name, "systemd", "running")
-        facts = readiness.system_facts(node.name, runner, max(10.0, deadline - time.monotonic()))
+        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
+        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
         detail = facts.system_state + (
             f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
         )
@@ -321,16 +389,27 @@ class Run:
             lambda: readiness.etcd_healthy(self.config, first),
         )
         self.progress.update(LAB, "cluster", "running", etcd)
-        trip = readiness.etcd_round_trip(self.config, self.runners)
-        self.progress.update(LAB, "cluster", "running", trip)
         machine_ids = dict(self.state.machine_ids)
-        fleet = readiness.poll(
-            "fleet",
-            "fleetctl list-machines to show every node",
-            deadline,
-            lambda: readiness.fleet_machines(self.config, first, machine_ids),
-        )
-        return f"etcd {etcd}; fleet {fleet}"
+
+        def round_trip() -> str:
+            trip = readiness.etcd_round_trip(self.config, self.runners)
+            self.progress.update(LAB, "cluster", "running", trip)
+            return trip
+
+        def fleet_listing() -> str:
+            return readiness.poll(
+                "fleet",
+                "fleetctl list-machines to show every node",
+                deadline,
+                lambda: readiness.fleet_machines(self.config, first, machine_ids),
+            )
+
+        # independent checks, each on its own SSH channels: run them side by side
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            trip = pool.submit(round_trip)
+            fleet = pool.submit(fleet_listing)
+            trip.result()
+            return f"etcd {etcd}; fleet {fleet.result()}"
 
 
 def first_line(exc: BaseException) -> str:
@@ -391,6 +470,7 @@ def up(config: LabConfig, progress: Progress, *, accel: str = "auto") -> UpResul
                 )
             raise
         finally:
+            run.stop_node_waits()  # after a failure or Ctrl-C; a no-op once they were joined
             for runner in run.runners.values():
                 runner.close()
         return UpResult(False, _reports(config, run), run.phase_seconds, run.accel.accel)

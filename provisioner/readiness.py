@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,14 +35,18 @@ def poll(
     attempt: Callable[[], T | None],
     *,
     interval: float = POLL,
+    cancelled: Callable[[], bool] | None = None,
 ) -> T:
     """Call ``attempt`` until it returns a value; WaitTimeout naming ``what`` at the deadline.
 
     ``attempt`` returns None (or raises a LabError) while not ready yet; the last
-    reason is quoted in the timeout message.
+    reason is quoted in the timeout message. ``cancelled`` returning True ends the
+    wait early with a LabError (the thing being waited for has failed elsewhere).
     """
     last = "no answer yet"
     while True:
+        if cancelled is not None and cancelled():
+            raise LabError(f"{subject}: stopped waiting for {what}: the lab's boot failed")
         try:
             result = attempt()
         except LabError as exc:
@@ -126,13 +131,19 @@ def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
 
 
 def etcd_round_trip(config: LabConfig, runners: Mapping[str, Runner]) -> str:
-    """Write a key on the first member and read it back on every node."""
+    """Write a key on the first member, then read it back on every node at once.
+
+    The reads are linearizable (etcdctl's default), so each one goes through the
+    leader: a node that answers with the value sees the committed write.
+    """
     endpoints = f"--endpoints={','.join(member_endpoints(config))}"
     key = f"/lab/ready/{uuid.uuid4().hex}"
     value = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     writer = runners[config.members[0].name]
     _ok(writer.name, writer.run([*ETCDCTL, endpoints, "put", key, value], timeout=60), "put a key")
-    for name, runner in runners.items():
+
+    def read(item: tuple[str, Runner]) -> None:
+        name, runner = item
         got = _ok(
             name,
             runner.run([*ETCDCTL, endpoints, "get", "--print-value-only", key], timeout=60),
@@ -140,7 +151,12 @@ def etcd_round_trip(config: LabConfig, runners: Mapping[str, Runner]) -> str:
         ).strip()
         if got != value:
             raise NodeError(name, f"read {got!r} for {key}, expected {value!r}")
-    writer.run([*ETCDCTL, endpoints, "del", key], timeout=60)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(runners))) as pool:
+            list(pool.map(read, runners.items()))
+    finally:
+        writer.run([*ETCDCTL, endpoints, "del", key], timeout=60)
     return f"{key} written on {writer.name}, read on {len(runners)} nodes"
 
 

@@ -114,6 +114,24 @@ def test_validate_prints_coreos_cloudinit_entries(tmp_path: Path) -> None:
     assert result.stdout.strip() == "line 5: error: invalid value fly"
 
 
+def test_a_reader_that_goes_away_stops_lab_quietly(tmp_path: Path) -> None:
+    """`lab validate big.yaml | head -1`: no traceback, the shell's 128+SIGPIPE status."""
+    noisy = tmp_path / "noisy.yaml"
+    keys = "".join(f"  bogus{i}: x\n" for i in range(5000))
+    noisy.write_text(f"#cloud-config\ncoreos:\n  fleet:\n{keys}")
+    proc = subprocess.Popen(
+        [*LAB, "validate", str(noisy)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE
+    assert first.startswith(b"line ")
+    assert stderr == ""
+
+
 def test_discovery_serve_and_new(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import HostKeyError, WaitTimeout
+from provisioner.errors import HostKeyError, LabError, WaitTimeout
 from provisioner.nodes import check_pins, pinned_pairs, stored_pins
 from provisioner.operate import UPLOAD_DIR, fleetctl_args
 from provisioner.progress import PlainProgress
@@ -63,6 +63,19 @@ def test_poll_names_what_it_waited_for() -> None:
     ):
         poll("core-02", "an SSH banner", 0.0, lambda: None, interval=0.0)
     assert poll("core-02", "a value", 10.0, lambda: "ready", interval=0.0) == "ready"
+
+
+def test_a_cancelled_poll_stops_before_its_deadline() -> None:
+    calls: list[int] = []
+    flag = {"cancelled": False}
+
+    def attempt() -> None:
+        calls.append(1)
+        flag["cancelled"] = len(calls) == 2  # the boot fails while the second try runs
+
+    with pytest.raises(LabError, match=r"core-01: stopped waiting for a login: the lab's boot"):
+        poll("core-01", "a login", 1e12, attempt, interval=0.0, cancelled=lambda: flag["cancelled"])
+    assert len(calls) == 2
 
 
 def test_later_verbs_use_the_flags_the_lab_was_rendered_with(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """fleet on the session's real 3-node lab: fleetd driving the guests' real systemd.
 
-Scenarios: Replaces moving the replaced unit to another machine, and a second
-fleetd claiming a live machine's ID being refused while the real one keeps its
-place.
+Scenarios: the unit lifecycle with fleet's messages, Conflicts spreading,
+Replaces, a duplicate machine ID, Global units (also on a machine that joins
+later), a clean fleet stop (the machine leaves at once), and a hard kill (units,
+MachineOf pairs and metadata-bound units move after agent_ttl, never to a
+machine without the metadata).
 
-Every test leaves the lab as it found it: its units destroyed and unloaded.
+Every test leaves the lab as it found it: its units destroyed and unloaded,
+every node it stopped or killed running again and back in etcd and fleet.
 Runs before test_lab.py, whose last test destroys the lab.
 """
 
@@ -20,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.vm.conftest import SEED_METADATA, Lab
+from tests.vm.conftest import AGENT_TTL, SEED_METADATA, Lab
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
 
@@ -36,6 +39,7 @@ HELLO_HASH = "e55c0ae"  # fleet's hash of exactly this file (Documentation/using
 WEB_NODES = ("core-01", "core-02")
 DB_NODE = "core-03"
 UNITS_DIR = "/run/fleet/units"
+FLEET_PREFIX = "/_coreos.com/fleet/"  # fleet's etcd keys (provisioner/guest/fleet/README.md)
 REJOIN_TIMEOUT = 600.0  # a killed TCG guest: boot, etcd member back, fleetd registered
 
 
@@ -113,7 +117,7 @@ class Fleet:
         ).stdout
         running: dict[str, list[str]] = {}
         for line in listing.splitlines():
-            unit, machine, active, sub = line.split("\t")
+            unit, machine, active, sub = line.split()
             if (active, sub) == ("active", "running"):
                 running.setdefault(unit, []).append(self.node_of(machine))
         return {unit: sorted(nodes) for unit, nodes in running.items()}
@@ -125,7 +129,7 @@ class Fleet:
         ).stdout
         found = {}
         for line in listing.splitlines():
-            unit, target = line.split("\t")
+            unit, target = line.split()
             found[unit] = target if target in ("-", "global") else self.node_of(target)
         return found
 
@@ -134,7 +138,7 @@ class Fleet:
         listing = self.ctl_ok("list-machines", "--no-legend", "--full").stdout
         names = []
         for line in listing.splitlines():
-            machine, ip, metadata = line.split("\t")
+            machine, ip, metadata = line.split()
             name = self.node_of(machine)
             assert (ip, metadata) == (self.nodes[name].ip, SEED_METADATA[name]), line
             names.append(name)
@@ -188,10 +192,6 @@ class Fleet:
     def kill(self, node: str) -> None:
         self.killed.append(node)
         self.lab.run("kill", node)
-
-    def stop_fleet(self, node: str) -> None:
-        self.fleet_stopped.append(node)
-        self.lab.run("systemctl", node, "stop", "fleet.service", timeout=300)
 
     def start_fleet(self, node: str) -> None:
         self.lab.run("systemctl", node, "start", "fleet.service", timeout=300)
@@ -261,10 +261,141 @@ def fleet(lab: Lab, nodes: dict[str, Node], tmp_path: Path) -> Iterator[Fleet]:
         helper.clean_up()
 
 
+def messages(stderr: str) -> str:
+    """fleetctl's stderr without the notes its wait loops print when a poll fails (and go on)."""
+    return "".join(
+        line
+        for line in stderr.splitlines(keepends=True)
+        if not line.startswith("Error retrieving units from Registry: ")
+    )
+
+
 def lowest(nodes: dict[str, Node], names: tuple[str, ...] | None = None) -> Node:
     """The node fleet's scheduler picks among equally loaded ones (lowest machine ID)."""
     pool = [nodes[name] for name in names] if names else list(nodes.values())
     return min(pool, key=lambda node: node.machine_id)
+
+
+def test_unit_lifecycle_on_real_systemd(fleet: Fleet) -> None:
+    hello = fleet.unit_file("hello.service", HELLO)
+    host = lowest(fleet.nodes)  # every machine is empty: the tie goes to the lowest ID
+
+    submitted = fleet.ctl_ok("submit", hello)
+    assert (submitted.stdout, submitted.stderr) == ("", "")
+    assert fleet.ctl_ok("list-unit-files", "--no-legend").stdout == (
+        f"hello.service\t{HELLO_HASH}\tinactive\tinactive\t-\n"
+    )
+    assert fleet.ctl_ok("list-units", "--no-legend").stdout == ""
+
+    loaded = fleet.ctl_ok("load", "hello.service")
+    assert loaded.stdout == f"Unit hello.service loaded on {host.legend}\n"
+    assert fleet.systemctl(host.name, "is-enabled", "hello.service") == "linked-runtime"
+    assert fleet.systemctl(host.name, "is-active", "hello.service") == "inactive"
+    assert fleet.ctl_ok("list-units", "--no-legend", "--fields=unit,load,active,sub").stdout == (
+        "hello.service\tloaded\tinactive\tdead\n"
+    )
+
+    started = fleet.ctl_ok("start", "hello")
+    assert started.stdout == f"Unit hello.service launched on {host.legend}\n"
+    assert fleet.systemctl(host.name, "is-active", "hello.service") == "active"
+    assert [line.split() for line in fleet.ctl_ok("list-units").stdout.splitlines()] == [
+        ["UNIT", "MACHINE", "ACTIVE", "SUB"],
+        ["hello.service", host.legend, "active", "running"],
+    ]
+    assert fleet.ctl_ok("list-unit-files", "--no-legend").stdout == (
+        f"hello.service\t{HELLO_HASH}\tlaunched\tlaunched\t{host.legend}\n"
+    )
+    assert fleet.ctl_ok("cat", "hello.service").stdout == HELLO
+    others = [name for name in fleet.nodes if name != host.name]
+    assert all(fleet.systemctl(name, "is-active", "hello.service") != "active" for name in others)
+    # `status` on the unit's own machine runs the real `systemctl status` there.
+    status = fleet.exec(host.name, "fleetctl", "status", "hello.service")
+    assert status.returncode == 0, status.stderr
+    assert "Active: active (running)" in status.stdout
+    journal = fleet.exec(host.name, "sudo", "journalctl", "-u", "hello.service", "--no-pager")
+    assert "Hello, world" in journal.stdout
+
+    stopped = fleet.ctl_ok("stop", "hello.service")
+    assert stopped.stdout == f"Unit hello.service loaded on {host.legend}\n"
+    assert messages(stopped.stderr) == "Successfully stopped units [hello.service].\n"
+    assert fleet.systemctl(host.name, "is-active", "hello.service") == "inactive"
+    assert fleet.ctl_ok("list-units", "--no-legend", "--fields=unit,load,active,sub").stdout == (
+        "hello.service\tloaded\tinactive\tdead\n"
+    )
+
+    unloaded = fleet.ctl_ok("unload", "hello.service")
+    assert unloaded.stdout == "Unit hello.service inactive\n"
+    assert messages(unloaded.stderr) == "Successfully unloaded units [hello.service].\n"
+    assert fleet.systemctl(host.name, "show", "--property=LoadState", "hello.service") == (
+        "LoadState=not-found"
+    )
+    assert fleet.fleet_files()[host.name] == []
+    assert fleet.ctl_ok("list-units", "--no-legend").stdout == ""
+    assert fleet.ctl_ok("list-unit-files", "--no-legend").stdout == (
+        f"hello.service\t{HELLO_HASH}\tinactive\tinactive\t-\n"
+    )
+
+    refused = fleet.ctl("stop", "hello.service")
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        "Unable to stop unit hello.service in state inactive\n",
+    )
+
+    # start again from the registry, then destroy it while it runs
+    again = fleet.ctl_ok("start", "hello.service")
+    assert again.stdout == f"Unit hello.service launched on {host.legend}\n"
+    assert fleet.systemctl(host.name, "is-active", "hello.service") == "active"
+    destroyed = fleet.ctl_ok("destroy", "hello.service")
+    assert destroyed.stdout == "Destroyed hello.service\n"
+    fleet.wait(
+        "the destroyed hello.service to be stopped and unloaded by systemd",
+        lambda: (
+            fleet.systemctl(host.name, "show", "--property=LoadState", "hello.service")
+            == "LoadState=not-found"
+        ),
+        60,
+    )
+    fleet.wait(
+        "list-units to forget hello.service",
+        lambda: fleet.ctl_ok("list-units", "--no-legend").stdout == "",
+        60,
+    )
+    gone = fleet.ctl("destroy", "hello.service")
+    assert (gone.returncode, gone.stderr) == (0, "Units not found in registry\n")
+    missing = fleet.ctl("start", "nothere")
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "Error creating units: unable to find Unit(nothere.service) in Registry or on filesystem\n",
+    )
+
+
+def test_five_conflicting_units_run_once_per_machine(fleet: Fleet) -> None:
+    names = [f"conflict.{i}.service" for i in range(5)]
+    paths = [fleet.unit_file(name, service(name, "Conflicts=conflict.*.service")) for name in names]
+    triggered = fleet.ctl_ok("start", "--no-block", *paths)
+    assert triggered.stdout == "".join(f"Triggered unit {name} start\n" for name in names)
+
+    def spread() -> dict[str, list[str]] | None:
+        active = fleet.active()
+        return active if len(active) == 3 else None
+
+    active = fleet.wait("3 of the 5 conflicting units active", spread, 120)
+    assert sorted(node for nodes in active.values() for node in nodes) == sorted(fleet.nodes)
+    time.sleep(2 * 2.0)  # further engine passes must not place the other two anywhere
+    targets = fleet.targets()
+    assert sorted(targets) == names
+    placed = {unit: node for unit, node in targets.items() if node != "-"}
+    assert sorted(placed.values()) == sorted(fleet.nodes)
+    assert {unit: [node] for unit, node in placed.items()} == fleet.active()
+    # the real systemd on each machine runs exactly the one fleet put there
+    systemd = fleet.systemd_active("conflict.*")
+    assert systemd == {node: {unit} for unit, node in placed.items()}
+    states = fleet.ctl_ok("list-unit-files", "--no-legend", "--fields=unit,dstate,state,target")
+    rows = [line.split() for line in states.stdout.splitlines()]
+    assert all(row[1] == "launched" for row in rows)
+    assert sorted(row[0] for row in rows if row[2:] == ["inactive", "-"]) == sorted(
+        set(names) - set(placed)
+    )
 
 
 def test_replaces_moves_the_replaced_unit_away(fleet: Fleet) -> None:
@@ -316,3 +447,162 @@ def test_a_second_fleetd_with_a_taken_machine_id_is_refused(fleet: Fleet) -> Non
     assert sorted(fleet.machines()) == sorted(fleet.nodes)
     assert fleet.systemctl(taken.name, "is-active", "fleet.service") == "active"
     assert fleet.systemctl(twin_on.name, "is-active", "fleet.service") == "active"
+
+
+def test_global_units_and_a_clean_fleet_stop(fleet: Fleet) -> None:
+    everywhere = fleet.unit_file("everywhere.service", service("everywhere", "Global=true"))
+    web_only = fleet.unit_file(
+        "webonly.service", service("web only", "Global=yes\nMachineMetadata=compute=web")
+    )
+    started = fleet.ctl_ok("start", everywhere, web_only)
+    assert started.stdout == (
+        "Triggered global unit everywhere.service start\n"
+        "Triggered global unit webonly.service start\n"
+    )
+    want = {"everywhere.service": sorted(fleet.nodes), "webonly.service": list(WEB_NODES)}
+    fleet.wait("the global units on every machine they fit", lambda: fleet.active() == want, 120)
+    assert fleet.systemd_active("*only.service") == {
+        "core-01": {"webonly.service"}, "core-02": {"webonly.service"}, DB_NODE: set()
+    }  # fmt: skip
+    files = fleet.ctl_ok("list-unit-files", "--no-legend", "--fields=unit,dstate,state,target")
+    assert [line.split() for line in files.stdout.splitlines()] == [
+        ["everywhere.service", "launched", "-", "global"],
+        ["webonly.service", "launched", "-", "global"],
+    ]
+
+    # A unit that may run on core-02 or core-03 (never on core-01, where `lab fleetctl` runs).
+    mover = fleet.unit_file(
+        "mover.service", service("mover", "MachineMetadata=rack=rack2\nMachineMetadata=rack=rack3")
+    )
+    fleet.ctl_ok("start", mover)
+    host = fleet.targets()["mover.service"]
+    other = "core-03" if host == "core-02" else "core-02"
+    assert host in ("core-02", "core-03")
+
+    # Stop fleet.service on the host and, on the host itself (its own etcd member,
+    # its own clock), look at fleet's keys at once and then until the unit moves.
+    script = (
+        "sudo systemctl stop fleet.service && stopped=$(date +%s.%N) && "
+        'ETCDCTL_API=3 etcdctl get --prefix --keys-only "$1" && echo -- && '
+        "timeout 60 sh -c 'until [ \"$(ETCDCTL_API=3 etcdctl get --print-value-only "
+        '"$0")" = "$1" ]; do sleep 0.2; done\' "$2" "$3" && '
+        'awk -v a="$stopped" -v b="$(date +%s.%N)" "BEGIN { print b - a }"'
+    )
+    target_key = f"{FLEET_PREFIX}job/mover.service/target"
+    machines_key = f"{FLEET_PREFIX}machines/"
+    fleet.fleet_stopped.append(host)
+    stop = fleet.exec(
+        host, "sh", "-c", script, "sh", machines_key, target_key, fleet.nodes[other].machine_id
+    )
+    assert stop.returncode == 0, (stop.stdout, stop.stderr)
+    present, _, moved_after = stop.stdout.partition("--\n")
+    # The machine left at once (its presence was revoked, not left to expire) ...
+    assert sorted(key for key in present.split() if key) == sorted(
+        f"{machines_key}{node.machine_id}/object"
+        for node in fleet.nodes.values()
+        if node.name != host
+    )
+    assert host not in fleet.machines()
+    # ... and its unit was rescheduled sooner than an expiring presence could have
+    # allowed (the last keep-alive was at most agent_ttl/2 before the stop).
+    print(f"clean stop: mover.service rescheduled {float(moved_after):.1f}s after fleetd stopped")
+    assert float(moved_after) < AGENT_TTL / 2
+    fleet.wait(
+        f"mover.service to run on {other}",
+        lambda: fleet.active().get("mover.service") == [other],
+        60,
+    )
+    assert fleet.active()["everywhere.service"] == sorted(set(fleet.nodes) - {host})
+    # fleetd unloaded everything from the stopped machine's systemd before exiting
+    assert fleet.fleet_files()[host] == []
+    for unit in ("everywhere.service", "mover.service", "webonly.service"):
+        assert fleet.systemctl(host, "is-active", unit) != "active", unit
+
+    # The machine joins again and gets the global units it fits, nothing else.
+    fleet.start_fleet(host)
+    again = {"everywhere.service": sorted(fleet.nodes), "webonly.service": list(WEB_NODES)}
+    fleet.wait(
+        f"the global units on {host} after it joined again",
+        lambda: {k: v for k, v in fleet.active().items() if k != "mover.service"} == again,
+        120,
+    )
+    assert fleet.systemctl(host, "is-active", "everywhere.service") == "active"
+    assert fleet.active()["mover.service"] == [other]  # no churn back to the joiner
+
+    stopped = fleet.ctl_ok("stop", "everywhere")
+    assert stopped.stdout == "Triggered global unit everywhere.service stop\n"
+    fleet.wait(
+        "everywhere.service stopped on every machine",
+        lambda: "everywhere.service" not in fleet.active(),
+        120,
+    )
+    assert fleet.systemd_active("everywhere.service") == {name: set() for name in fleet.nodes}
+
+
+def test_a_killed_machine_loses_its_units_after_agent_ttl(fleet: Fleet) -> None:
+    web = fleet.unit_file("web.service", service("web", "MachineMetadata=compute=web"))
+    sidecar = fleet.unit_file("web-sidecar.service", service("sidecar", "MachineOf=web.service"))
+    fleet.ctl_ok("start", web, sidecar)
+    targets = fleet.targets()
+    host = targets["web.service"]
+    assert host in WEB_NODES
+    assert targets["web-sidecar.service"] == host
+    assert fleet.systemd_active("web*") == {
+        name: ({"web.service", "web-sidecar.service"} if name == host else set())
+        for name in fleet.nodes
+    }
+    survivor = next(name for name in WEB_NODES if name != host)
+
+    # On the surviving web machine, with its clock and its etcd member's (serializable)
+    # view: how long the dead machine's presence lasts, then until web.service moves.
+    script = (
+        "start=$(date +%s.%N) && "
+        "timeout 120 sh -c 'until out=$(ETCDCTL_API=3 etcdctl get --consistency=s "
+        '--keys-only "$0") && [ -z "$out" ]; do sleep 0.2; done\' "$1" && '
+        "gone=$(date +%s.%N) && "
+        "timeout 120 sh -c 'until [ \"$(ETCDCTL_API=3 etcdctl get --consistency=s "
+        '--print-value-only "$0")" = "$1" ]; do sleep 0.2; done\' "$2" "$3" && '
+        'awk -v a="$start" -v b="$gone" -v c="$(date +%s.%N)" "BEGIN { print b - a, c - b }"'
+    )
+    killed_at = time.monotonic()
+    fleet.kill(host)
+    launched_after = time.monotonic() - killed_at
+    watched = fleet.exec(
+        survivor,
+        "sh", "-c", script, "sh",
+        f"{FLEET_PREFIX}machines/{fleet.nodes[host].machine_id}/object",
+        f"{FLEET_PREFIX}job/web.service/target",
+        fleet.nodes[survivor].machine_id,
+    )  # fmt: skip
+    assert watched.returncode == 0, (watched.stdout, watched.stderr)
+    expired_after, rescheduled_in = (float(x) for x in watched.stdout.split())
+    print(
+        f"hard kill: {host}'s presence lasted more than {launched_after + expired_after:.1f}s, "
+        f"web.service rescheduled {rescheduled_in:.1f}s after it expired (agent_ttl {AGENT_TTL}s)"
+    )
+    # The presence outlived the machine (a lease expiring, not a departure); the last
+    # keep-alive before the kill was at most agent_ttl/2 earlier.
+    assert launched_after + expired_after >= AGENT_TTL / 3
+    assert rescheduled_in < AGENT_TTL
+    assert host not in fleet.machines()
+    fleet.wait(
+        f"web.service and its sidecar to run on {survivor}",
+        lambda: fleet.active() == {"web.service": [survivor], "web-sidecar.service": [survivor]},
+        120,
+    )
+    # never on the db machine: its systemd has no trace of either unit
+    journal = fleet.exec(
+        DB_NODE, "journalctl", "--no-pager", "-q", "-u", "web.service", "-u", "web-sidecar.service"
+    )
+    assert (journal.returncode, journal.stdout.strip()) == (0, "")
+    assert fleet.targets() == {"web.service": survivor, "web-sidecar.service": survivor}
+    assert fleet.systemd_active("web*") == {
+        name: ({"web.service", "web-sidecar.service"} if name == survivor else set())
+        for name in fleet.nodes
+        if name != host
+    } | {host: set()}
+
+    # The dead machine comes back; the units stay where they are.
+    fleet.revive(host)
+    assert sorted(fleet.machines()) == sorted(fleet.nodes)
+    assert fleet.active() == {"web.service": [survivor], "web-sidecar.service": [survivor]}
