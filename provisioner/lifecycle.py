@@ -167,7 +167,26 @@ class Run:
                 f"built box {built.vagrant_name} but the Vagrantfile wants {expected}",
                 hint="the guest software changed during the build; run `lab up` again",
             )
-        return f"{built.vagrant_name} ({'cached' if built.cached else 'built'})"
+        uploaded = self.upload_box(built.vagrant_name, built.virtual_size)
+        return f"{built.vagrant_name} ({'cached' if built.cached else 'built'}; {uploaded})"
+
+    def upload_box(self, vagrant_name: str, virtual_size: int) -> str:
+        """The box's copy in the storage pool, made once per host under the host lock."""
+        from provisioner.hypervisor.boxvolume import box_volume
+        from provisioner.hypervisor.daemons import DEFAULT_POOL
+        from provisioner.hypervisor.libvirt import LibvirtHost
+
+        try:
+            volume = box_volume(vagrant_name, virtual_size)
+        except OSError as exc:
+            raise LabError(
+                f"box {vagrant_name} is not where Vagrant unpacks boxes: {exc}",
+                hint="`lab box build` adds it again",
+            ) from exc
+        self.progress.update(LAB, "box", "running", f"pool volume {volume.name}")
+        with file_lock(host_lock_path(), "the box upload"), LibvirtHost.open() as host:
+            made = host.ensure_box_volume(volume, DEFAULT_POOL)  # the Vagrantfile's pool
+        return "uploaded into the pool" if made else "in the pool"
 
     # network -------------------------------------------------------------
 

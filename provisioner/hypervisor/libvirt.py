@@ -8,6 +8,7 @@ file. Pure XML readers live here beside the class that uses them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import stat
 import time
@@ -20,6 +21,7 @@ from types import TracebackType
 import libvirt
 
 from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.hypervisor.boxvolume import BoxVolume, is_complete, volume_xml
 from provisioner.hypervisor.naming import network_name, object_prefix
 from provisioner.hypervisor.network import (
     NetworkSpec,
@@ -320,6 +322,44 @@ class LibvirtHost:
         return LabObjects(found.domains, tuple(sorted(volumes)), found.networks)
 
     # -- helpers --------------------------------------------------------------
+
+    def ensure_box_volume(self, volume: BoxVolume, pool: str = "default") -> bool:
+        """Upload the box into the pool unless a complete copy is there; True if uploaded.
+
+        A copy shorter than the image (an upload cut short, by lab or by vagrant)
+        is deleted and made again; a failed upload removes what it created.
+        """
+        pool_obj = self._pool(pool)
+        if pool_obj is None:
+            raise HostError(f"storage pool {pool!r} does not exist", hint="`lab doctor` creates it")
+        try:
+            existing: libvirt.virStorageVol | None = pool_obj.storageVolLookupByName(volume.name)
+        except libvirt.libvirtError:
+            existing = None
+        if existing is not None:
+            physical = existing.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
+            if is_complete(physical, volume):
+                return False
+            self._call(volume.name, "delete the incomplete box volume", existing.delete, 0)
+        try:
+            created = pool_obj.createXML(volume_xml(volume.name, volume.capacity), 0)
+        except libvirt.libvirtError as exc:
+            raise HostError(f"cannot create volume {volume.name} in pool {pool}: {exc}") from exc
+        stream = self._conn.newStream(0)
+        try:
+            created.upload(stream, 0, volume.size, 0)
+            with volume.source.open("rb") as image:
+                stream.sendAll(lambda _stream, size, handle: handle.read(size), image)
+            stream.finish()
+        except BaseException as exc:
+            with contextlib.suppress(libvirt.libvirtError):
+                stream.abort()
+            with contextlib.suppress(libvirt.libvirtError):
+                created.delete(0)
+            if isinstance(exc, libvirt.libvirtError | OSError):
+                raise HostError(f"cannot upload {volume.source} into pool {pool}: {exc}") from exc
+            raise
+        return True
 
     def _lookup_network(self, name: str) -> libvirt.virNetwork | None:
         try:

@@ -196,3 +196,48 @@ def test_qemu_needs_searchable_directories(system: LibvirtHost, shared_dir: Path
         assert (private / "console.log").exists()
     finally:
         system.undefine(name)
+
+
+@pytest.fixture
+def scratch_pool(system: LibvirtHost, tmp_path: Path) -> Iterator[str]:
+    """A directory pool of its own, removed with whatever is in it."""
+    name = f"lab-it-{uuid.uuid4().hex[:8]}"
+    directory = tmp_path / "pool"
+    directory.mkdir()
+    xml = f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>"
+    pool = system.connection.storagePoolCreateXML(xml, 0)
+    try:
+        yield name
+    finally:
+        for volume in pool.listAllVolumes(0):
+            volume.delete(0)
+        pool.destroy()
+
+
+def test_the_box_is_uploaded_once_and_an_incomplete_copy_again(
+    system: LibvirtHost, scratch_pool: str, tmp_path: Path
+) -> None:
+    from provisioner.hypervisor.boxvolume import BoxVolume
+
+    image = tmp_path / "box.img"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True, timeout=60
+    )
+    with image.open("ab") as tail:
+        tail.write(os.urandom(300_000))  # more than one stream chunk
+    volume = BoxVolume("lab-VAGRANTSLASH-it_vagrant_box_image_0_1_box.img", image, 64 << 20,
+                       image.stat().st_size)  # fmt: skip
+    assert system.ensure_box_volume(volume, scratch_pool) is True
+    pool = system.connection.storagePoolLookupByName(scratch_pool)
+    copy = Path(pool.storageVolLookupByName(volume.name).path())
+    assert copy.read_bytes() == image.read_bytes()
+    assert system.ensure_box_volume(volume, scratch_pool) is False
+
+    # a copy cut short (an interrupted upload) is replaced by a whole one
+    with copy.open("r+b") as handle:
+        handle.truncate(volume.size // 2)
+    assert system.ensure_box_volume(volume, scratch_pool) is True
+    assert copy.read_bytes() == image.read_bytes()
+
+    with pytest.raises(HostError, match="does not exist"):
+        system.ensure_box_volume(volume, f"{scratch_pool}-missing")
