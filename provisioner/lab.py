@@ -14,7 +14,7 @@ from provisioner import discovery_modes
 from provisioner.accel import choose_accel
 from provisioner.config import STATE_DIR, LabConfig, Overrides, load_config
 from provisioner.render import RenderInputs, load_fragments, render_lab, write_files
-from provisioner.state import LabState, ensure_ssh_key, load_state, save_state
+from provisioner.state import LabState, ensure_ssh_key, load_state, rendered_record, save_state
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def render(
     state = load_state(config.state_dir)
     inputs, state = render_inputs(config, state, accel)
     files = render_lab(config, inputs, fragments)
-    rendered = write_files(out, files, state.rendered, force=force)
+    rendered = write_files(out, files, rendered_record(config.state_dir, state), force=force)
     save_state(config.state_dir, replace(state, rendered=rendered).with_phase("render"))
     log.info("rendered %d files into %s", len(files), out)
     return RenderResult(out_dir=out, files=tuple(files), discovery_url=inputs.discovery_url)

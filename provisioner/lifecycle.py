@@ -33,7 +33,7 @@ from provisioner.errors import LabError, NodeError, WaitTimeout
 from provisioner.lab import render
 from provisioner.progress import LAB, Progress
 from provisioner.remote.ssh import SSHRunner
-from provisioner.state import LabState, load_state, save_state
+from provisioner.state import LabState, keep_rendered_record, load_state, save_state
 
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
@@ -603,7 +603,10 @@ def destroy(config: LabConfig) -> DestroyResult:
             finally:
                 host.close()
         shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)
-        # The key goes too: a new lab in this directory gets a fresh one. Logs stay.
+        # The key goes too: a new lab in this directory gets a fresh one. Logs stay,
+        # and so does the record of the files lab rendered here (a later render may
+        # replace those, not files the user edited).
+        keep_rendered_record(config.state_dir, state.rendered)
         for child in (
             "state.json",
             "config-drives",

@@ -20,6 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from provisioner.errors import LabError
 
 STATE_FILE = "state.json"
+# What lab wrote into the lab directory ({path: sha256}), kept by `lab destroy` so
+# that the next render may replace lab's own files while still refusing to
+# overwrite ones the user edited.
+RENDERED_RECORD = "rendered.json"
 KEY_FILE = "ssh/id_ed25519"
 
 
@@ -97,6 +101,27 @@ def save_state(state_dir: Path, state: LabState) -> None:
     payload["phases"] = list(state.phases)
     data = json.dumps(payload, indent=2, sort_keys=True) + "\n"
     atomic_write(state_dir / STATE_FILE, data.encode())
+
+
+def keep_rendered_record(state_dir: Path, record: dict[str, str]) -> None:
+    """Keep the record of rendered files beyond the state (``lab destroy``)."""
+    if record:
+        data = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        atomic_write(state_dir / RENDERED_RECORD, data.encode())
+
+
+def rendered_record(state_dir: Path, state: LabState) -> dict[str, str]:
+    """What lab last wrote: from the state, else from the record a destroy kept."""
+    if state.rendered:
+        return dict(state.rendered)
+    path = state_dir / RENDERED_RECORD
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        return {}  # unreadable: every existing file then counts as edited (the safe side)
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 def ensure_ssh_key(state_dir: Path) -> tuple[Path, str]:

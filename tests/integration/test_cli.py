@@ -170,3 +170,18 @@ def test_destroy_of_a_never_started_lab_is_harmless(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "removed 0 domains, 0 volumes, 0 networks" in result.stdout
     assert not (tmp_path / ".lab" / "state.json").exists()
+
+
+def test_a_destroyed_lab_renders_again_but_keeps_refusing_edits(tmp_path: Path) -> None:
+    assert lab("-C", tmp_path, "render", "--nodes", "1").returncode == 0
+    assert lab("-C", tmp_path, "destroy").returncode == 0
+    # a new token and a new key change every user-data: lab's own files are replaced
+    again = lab("-C", tmp_path, "render", "--nodes", "1")
+    assert again.returncode == 0, again.stderr
+    user_data = tmp_path / "nodes" / "core-01" / "user-data"
+    user_data.write_text(user_data.read_text() + "# mine\n")
+    assert lab("-C", tmp_path, "destroy").returncode == 0
+    refused = lab("-C", tmp_path, "render", "--nodes", "1")
+    assert refused.returncode != 0
+    assert "nodes/core-01/user-data" in refused.stderr
+    assert user_data.read_text().endswith("# mine\n")
