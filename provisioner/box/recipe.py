@@ -33,6 +33,7 @@ Compression = Literal["zstd", "zlib"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_GENERATOR_RE = re.compile(r"^systemd-[a-z0-9-]+-generator$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|path|target|mount)$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -58,6 +59,9 @@ class Services:
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     mask: tuple[str, ...] = ()
+    # systemd generators turned off (a /dev/null link in /etc/systemd/system-generators):
+    # every boot and every daemon-reload runs each one, slowly under emulation
+    mask_generators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -288,11 +292,14 @@ def _parse_debian(check: _Checker, raw: Any) -> DebianSource:
 
 
 def _parse_services(check: _Checker, raw: Any) -> Services:
-    data = check.mapping(raw, "services", ("enable", "disable", "mask"))
+    data = check.mapping(raw, "services", ("enable", "disable", "mask", "mask_generators"))
     return Services(
         enable=check.strings(data.get("enable"), "services.enable", _UNIT_RE),
         disable=check.strings(data.get("disable"), "services.disable", _UNIT_RE),
         mask=check.strings(data.get("mask"), "services.mask", _UNIT_RE),
+        mask_generators=check.strings(
+            data.get("mask_generators"), "services.mask_generators", _GENERATOR_RE
+        ),
     )
 
 

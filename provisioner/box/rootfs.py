@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from provisioner.box import dockerimage, dockerstore
@@ -200,10 +201,27 @@ def _services(recipe: Recipe, root: Path, log: BuildLog) -> None:
         log.chroot(root, "systemctl", "enable", *services.enable, what="systemctl enable")
     if services.mask:
         log.chroot(root, "systemctl", "mask", *services.mask, what="systemctl mask")
+    mask_generators(root, services.mask_generators)
     log.info(
         f"services: {len(services.enable)} enabled, {len(services.disable)} disabled, "
-        f"{len(services.mask)} masked"
+        f"{len(services.mask)} masked; {len(services.mask_generators)} generators masked"
     )
+
+
+GENERATOR_MASK_DIR = "/etc/systemd/system-generators"
+
+
+def mask_generators(root: Path, names: Sequence[str]) -> None:
+    """Turn generators off the way systemd.generator(7) documents: a link to /dev/null."""
+    if not names:
+        return
+    directory = inside(root, GENERATOR_MASK_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = directory / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/dev/null")
 
 
 def _docker_image(root: Path, name: str, tag: str, busybox_path: str, log: BuildLog) -> None:

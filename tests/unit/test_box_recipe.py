@@ -51,6 +51,8 @@ def test_default_recipe_parses_with_the_required_guest_pieces() -> None:
     assert "etcd.service" in recipe.services.disable
     assert "docker.socket" in recipe.services.enable
     assert "docker.service" in recipe.services.disable
+    assert "systemd-sysv-generator" in recipe.services.mask_generators
+    assert "systemd-fstab-generator" not in recipe.services.mask_generators
     assert [u.name for u in recipe.users] == ["core"]
     assert recipe.users[0].sudo == "ALL=(ALL) NOPASSWD:ALL"
     assert "console=ttyS0,115200n8" in recipe.kernel_cmdline
@@ -89,6 +91,7 @@ def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:
         ({"disk": {"size": 8}}, "disk.size", "unknown key"),
         ({"services": {"enable": ["ssh"]}}, "services.enable[0]", "invalid value"),
         ({"services": ["ssh.service"]}, "services", "expected a mapping"),
+        ({"services": {"mask_generators": ["fstab"]}}, "services.mask_generators[0]", "invalid"),
         ({"users": [{"name": "Core"}]}, "users[0].name", "invalid value"),
         ({"users": [{"name": "core"}, {"name": "core"}]}, "users[1].name", "listed twice"),
         ({"users": [{"name": "core", "sudo": "a\nb"}]}, "users[0].sudo", "single sudoers rule"),

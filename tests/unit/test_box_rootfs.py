@@ -120,3 +120,16 @@ def test_hygiene_refuses_baked_in_authorized_keys(tmp_path: Path) -> None:
     assert rootfs.hygiene_problems(root) == [
         "core/.ssh/authorized_keys exists (keys come from cloud-config)"
     ]
+
+
+def test_masked_generators_are_links_to_dev_null(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc" / "systemd" / "system-generators").mkdir(parents=True)
+    stale = root / "etc" / "systemd" / "system-generators" / "systemd-run-generator"
+    stale.write_text("#!/bin/sh\n")
+    rootfs.mask_generators(root, ["systemd-sysv-generator", "systemd-run-generator"])
+    for name in ("systemd-sysv-generator", "systemd-run-generator"):
+        link = root / "etc" / "systemd" / "system-generators" / name
+        assert link.is_symlink()
+        assert str(link.readlink()) == "/dev/null"
+    rootfs.mask_generators(root, [])  # nothing to do
