@@ -112,8 +112,8 @@ class Milestones:
 def lab_milestones(events: Sequence[ProgressEvent], nodes: int) -> Milestones:
     """First and last node's SSH banner, and when the lab saw every etcd member healthy.
 
-    These are when ``lab up`` *noticed*: it only looks for banners after ``vagrant
-    up`` has returned, so they are upper bounds for when the guests got there.
+    These are when ``lab up`` *noticed* (its checks poll while ``vagrant up``
+    runs), so they are upper bounds for when the guests got there.
     """
     banners = sorted(e.at for e in events if e.phase == "ssh banner" and e.status == "ok")
     healthy = None

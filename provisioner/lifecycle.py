@@ -44,6 +44,8 @@ CLUSTER_TIMEOUT = 600.0  # etcd healthy, fleet sees everyone
 SHUTDOWN_TIMEOUT = 180.0
 DISCOVERY_STATE = "discovery"
 
+CLUSTER_ROW = "etcd+fleet"  # the progress row of the cluster checks
+
 PHASES = ("render", "host", "box", "network", "discovery", "drives", "boot", "nodes", "cluster")
 
 
@@ -113,6 +115,7 @@ class Run:
         self.facts: dict[str, readiness.NodeFacts] = {}
         # node waits started while `vagrant up` runs (see boot); set to abandon them
         self.early: dict[str, Future[readiness.NodeFacts | BaseException]] = {}
+        self.early_cluster: Future[str | None] | None = None
         self.cancel = threading.Event()
         self._waiters: ThreadPoolExecutor | None = None
 
@@ -250,9 +253,9 @@ class Run:
         )
         for node in self.config.nodes:
             self.progress.update(node.name, "boot", "running")
-        # The lab's own node waits (banner, host keys, login, systemd) need nothing
-        # from Vagrant but the running guest: start them now, so they run while
-        # `vagrant up` waits for SSH in its own way, and the nodes step joins them.
+        # The lab's own node and cluster checks need nothing from Vagrant but the
+        # running guests: start them now, so they run while `vagrant up` waits for
+        # SSH in its own way; the nodes and cluster steps then join them.
         self.start_node_waits()
         try:
             vagrant.up(timeout=BOOT_TIMEOUT, provision=False)
@@ -273,10 +276,12 @@ class Run:
         # the boot's own deadline bounds these until it ends; then NODE_TIMEOUT (nodes)
         deadline = time.monotonic() + BOOT_TIMEOUT + NODE_TIMEOUT
         self._waiters = ThreadPoolExecutor(
-            max_workers=len(self.config.nodes), thread_name_prefix="node-wait"
+            max_workers=len(self.config.nodes) + 1, thread_name_prefix="node-wait"
         )
         for node in self.config.nodes:
             self.early[node.name] = self._waiters.submit(self.ready_node, node, deadline)
+        # and the cluster checks once every node is ready: they need the guests, not Vagrant
+        self.early_cluster = self._waiters.submit(self._early_cluster, list(self.early.values()))
 
     def stop_node_waits(self) -> None:
         """Abandon the early node waits: polls stop, and closing the SSH connections
@@ -288,6 +293,7 @@ class Run:
             self._waiters.shutdown(wait=True, cancel_futures=True)
             self._waiters = None
         self.early.clear()
+        self.early_cluster = None
 
     # nodes ---------------------------------------------------------------
 
@@ -337,10 +343,8 @@ class Run:
                 self.config.nodes
             ):
                 self.stop_node_waits()
-            elif self._waiters is not None:
-                self._waiters.shutdown(wait=True)
-                self._waiters = None
-                self.early.clear()
+            else:
+                self.early.clear()  # the pool stays: the early cluster checks run on it
         return outcomes
 
     def ready_node(
@@ -399,6 +403,38 @@ class Run:
     # cluster -------------------------------------------------------------
 
     def cluster(self) -> str:
+        future, self.early_cluster = self.early_cluster, None
+        if future is not None:
+            try:
+                result = future.result(timeout=CLUSTER_TIMEOUT)
+            except FutureTimeout:
+                self.stop_node_waits()
+                raise WaitTimeout(
+                    "cluster", f"etcd and fleet not ready {CLUSTER_TIMEOUT:g}s after the boot"
+                ) from None
+            if self._waiters is not None:
+                self._waiters.shutdown(wait=True)
+                self._waiters = None
+            if result is not None:
+                return result
+        return self.check_cluster(dict(self.state.machine_ids))
+
+    def _early_cluster(
+        self, nodes: Sequence[Future[readiness.NodeFacts | BaseException]]
+    ) -> str | None:
+        """The cluster checks, as soon as every node is ready (the boot may still run);
+        None when a node failed or the waits were abandoned: the nodes step reports."""
+        outcomes = [future.result() for future in nodes]
+        if self.cancel.is_set() or any(isinstance(o, BaseException) for o in outcomes):
+            return None
+        ids = {
+            node.name: facts.machine_id
+            for node, facts in zip(self.config.nodes, outcomes, strict=True)
+            if isinstance(facts, readiness.NodeFacts)
+        }
+        return self.check_cluster(ids)
+
+    def check_cluster(self, machine_ids: dict[str, str]) -> str:
         deadline = time.monotonic() + CLUSTER_TIMEOUT
         first = readiness.first_member_runner(self.config, self.runners)
         etcd = readiness.poll(
@@ -406,13 +442,19 @@ class Run:
             "every etcd member healthy",
             deadline,
             lambda: readiness.etcd_healthy(self.config, first),
+            cancelled=self.cancel.is_set,
         )
-        self.progress.update(LAB, "cluster", "running", etcd)
-        machine_ids = dict(self.state.machine_ids)
+        # its own row: these may run while the lab row still shows the boot
+        self.progress.update(CLUSTER_ROW, "cluster", "running", etcd)
+        failed = threading.Event()
 
         def round_trip() -> str:
-            trip = readiness.etcd_round_trip(self.config, self.runners)
-            self.progress.update(LAB, "cluster", "running", trip)
+            try:
+                trip = readiness.etcd_round_trip(self.config, self.runners)
+            except BaseException:
+                failed.set()  # the fleet check need not wait out its deadline
+                raise
+            self.progress.update(CLUSTER_ROW, "cluster", "running", trip)
             return trip
 
         def fleet_listing() -> str:
@@ -421,6 +463,7 @@ class Run:
                 "fleetctl list-machines to show every node",
                 deadline,
                 lambda: readiness.fleet_machines(self.config, first, machine_ids),
+                cancelled=lambda: failed.is_set() or self.cancel.is_set(),
             )
 
         # independent checks, each on its own SSH channels: run them side by side
@@ -428,7 +471,9 @@ class Run:
             trip = pool.submit(round_trip)
             fleet = pool.submit(fleet_listing)
             trip.result()
-            return f"etcd {etcd}; fleet {fleet.result()}"
+            summary = f"etcd {etcd}; fleet {fleet.result()}"
+        self.progress.update(CLUSTER_ROW, "cluster", "ok", summary)
+        return summary
 
 
 def first_line(exc: BaseException) -> str:

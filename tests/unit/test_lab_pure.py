@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import re
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from provisioner.errors import HostKeyError, LabError, WaitTimeout
+from provisioner.lifecycle import Run
 from provisioner.nodes import check_pins, pinned_pairs, stored_pins
 from provisioner.operate import UPLOAD_DIR, fleetctl_args
 from provisioner.progress import PlainProgress
-from provisioner.readiness import poll
+from provisioner.readiness import NodeFacts, poll
 
 
 def test_pins_round_trip_through_state() -> None:
@@ -90,3 +92,40 @@ def test_later_verbs_use_the_flags_the_lab_was_rendered_with(tmp_path: Path) -> 
     assert later.discovery == "static"
     assert load_lab(tmp_path, Overrides(num_instances=3)).num_instances == 3
     assert load_config(tmp_path).num_instances == 5
+
+
+def _run(tmp_path: Path) -> Run:
+    from provisioner.config import Overrides, build_config
+
+    raw = {"name": "early", "subnet": "192.168.58.0/24", "num_instances": 2}
+    return Run(build_config(raw, tmp_path, Overrides()), PlainProgress(io.StringIO()), "tcg")
+
+
+def _done(value: NodeFacts | BaseException) -> Future[NodeFacts | BaseException]:
+    future: Future[NodeFacts | BaseException] = Future()
+    future.set_result(value)
+    return future
+
+
+def test_early_cluster_checks_start_once_every_node_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _run(tmp_path)
+    seen: list[dict[str, str]] = []
+
+    def check(machine_ids: dict[str, str]) -> str:
+        seen.append(machine_ids)
+        return "etcd 2/2; fleet 2 machines"
+
+    monkeypatch.setattr(run, "check_cluster", check)
+    ready = [_done(NodeFacts("aa", "running", ())), _done(NodeFacts("bb", "running", ()))]
+    assert run._early_cluster(ready) == "etcd 2/2; fleet 2 machines"
+    assert seen == [{"core-01": "aa", "core-02": "bb"}]
+
+    # a node that failed: the nodes step reports it, the cluster is not checked
+    failed = [_done(NodeFacts("aa", "running", ())), _done(LabError("core-02: no banner"))]
+    assert run._early_cluster(failed) is None
+    # abandoned (the boot failed): not checked either
+    run.cancel.set()
+    assert run._early_cluster(ready) is None
+    assert len(seen) == 1
