@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -84,6 +85,7 @@ class _DeadlineVagrant(vagrant.Vagrant):  # python-vagrant has no type hints
 
     def _run(self, args: Sequence[str | None], *, capture: bool) -> str:
         command: list[str] = self._make_vagrant_command(args)  # type: ignore[no-untyped-call]
+        command = niced(command)
         with self.out_cm() as out_fh, self.err_cm() as err_fh:
             out_fh.write(f"\n{_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
             out_fh.flush()
@@ -108,6 +110,16 @@ class _DeadlineVagrant(vagrant.Vagrant):  # python-vagrant has no type hints
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, command, text)
         return text
+
+
+VAGRANT_NICENESS = 10
+
+
+def niced(command: list[str]) -> list[str]:
+    """``command`` under ``nice``: Vagrant mostly waits, and its Ruby should not take CPU
+    from the guests it waits for (under TCG they use every core there is)."""
+    nice = shutil.which("nice")
+    return [nice, "-n", str(VAGRANT_NICENESS), *command] if nice else command
 
 
 def _interrupt(proc: subprocess.Popen[bytes]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from provisioner.hypervisor.vagrant import log_tail, vagrant_env
@@ -45,3 +47,11 @@ def test_tail_drops_progress_redraws_headers_and_blank_lines() -> None:
 def test_tail_keeps_the_last_lines() -> None:
     text = "\n".join(f"line {i}" for i in range(40))
     assert log_tail(text, lines=3) == "line 37\nline 38\nline 39"
+
+
+def test_vagrant_runs_niced_so_the_guests_keep_the_cpu() -> None:
+    from provisioner.hypervisor.vagrant import VAGRANT_NICENESS, niced
+
+    command = niced(["/usr/bin/vagrant", "up", "--no-provision"])
+    assert Path(command[0]).name == "nice"
+    assert command[1:] == ["-n", str(VAGRANT_NICENESS), "/usr/bin/vagrant", "up", "--no-provision"]
