@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.accel import AccelChoice
+from provisioner.hypervisor.boxvolume import volume_prefix
 
 TARGET_RATIO = 1.5
 GOAL_RATIO = 1.2
@@ -265,17 +266,9 @@ def pick_subnets(
 # --- vagrant-libvirt's copy of the box ------------------------------------------------
 
 
-def box_volume_prefix(vagrant_name: str) -> str:
-    """How vagrant-libvirt 0.11 names the pool volume it uploads a box into (its prefix).
-
-    ``handle_box_image.rb``: the box name with ``/`` as ``-VAGRANTSLASH-``, then
-    ``_vagrant_box_image_<version>_...``.
-    """
-    return vagrant_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-
-
 def box_uploaded(volumes: Iterable[str], vagrant_name: str) -> bool:
-    prefix = box_volume_prefix(vagrant_name)
+    """Whether vagrant-libvirt's copy of the box (any version) is among ``volumes``."""
+    prefix = volume_prefix(vagrant_name)
     return any(name.startswith(prefix) for name in volumes)
 
 

@@ -298,11 +298,8 @@ class Run:
     # nodes ---------------------------------------------------------------
 
     def nodes(self) -> str:
-        if self.early:
-            outcomes = self._join_node_waits()
-        else:
-            with ThreadPoolExecutor(max_workers=len(self.config.nodes)) as pool:
-                outcomes = list(pool.map(self.ready_node, self.config.nodes))
+        self.start_node_waits()  # a no-op after the boot started them
+        outcomes = self._join_node_waits()
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         known_hosts = {}
         for node, outcome in zip(self.config.nodes, outcomes, strict=True):
@@ -534,9 +531,7 @@ def up(config: LabConfig, progress: Progress, *, accel: str = "auto") -> UpResul
                 )
             raise
         finally:
-            run.stop_node_waits()  # after a failure or Ctrl-C; a no-op once they were joined
-            for runner in run.runners.values():
-                runner.close()
+            run.stop_node_waits()  # abandons waits still running; closes every SSH connection
         return UpResult(False, _reports(config, run), run.phase_seconds, run.accel.accel)
 
 

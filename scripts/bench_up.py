@@ -66,7 +66,6 @@ from provisioner.bench import (
     ProgressEvent,
     average_rate,
     box_uploaded,
-    box_volume_prefix,
     format_table,
     lab_milestones,
     lab_phase_seconds,
@@ -91,6 +90,7 @@ from provisioner.box.build import BuiltBox, build_box
 from provisioner.config import LabConfig, Overrides, build_config, load_config
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import HostError, LabError, WaitTimeout
+from provisioner.hypervisor.boxvolume import volume_prefix
 from provisioner.hypervisor.libvirt import LibvirtHost, check_qemu_can_open
 from provisioner.hypervisor.naming import object_prefix
 from provisioner.hypervisor.network import DhcpHost, lab_network, parse_network_xml
@@ -817,7 +817,7 @@ class Bench:
         self.floor(host, built, lab, floor_net)
         # The floor's base image is in the page cache from staging; read
         # vagrant-libvirt's copy once too, so both runs start warm.
-        prefix = box_volume_prefix(built.vagrant_name)
+        prefix = volume_prefix(built.vagrant_name)
         for name, path in pool_volumes(host).items():
             if name.startswith(prefix):
                 read_through(Path(path))

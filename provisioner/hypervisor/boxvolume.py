@@ -15,12 +15,9 @@ the mtime of the box image Vagrant unpacked), then ``_box.img``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
-
-BOX_IMAGE = "box.img"
 
 
 @dataclass(frozen=True)
@@ -33,33 +30,23 @@ class BoxVolume:
     size: int  # bytes of the file to upload
 
 
-def vagrant_home(environ: dict[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("VAGRANT_HOME") or "~/.vagrant.d").expanduser()
-
-
-def vagrant_box_dir(
-    vagrant_name: str, version: str = "0", provider: str = "libvirt", home: Path | None = None
-) -> Path:
-    """Where ``vagrant box add`` unpacked a box (Vagrant 2.3: boxes/NAME/VERSION/PROVIDER)."""
-    return (
-        (home or vagrant_home())
-        / "boxes"
-        / vagrant_name.replace("/", "-VAGRANTSLASH-")
-        / (version)
-        / provider
-    )
+def volume_prefix(vagrant_name: str) -> str:
+    """What the names of a box's pool volumes start with (any version, any disk)."""
+    return vagrant_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
 
 
 def volume_name(vagrant_name: str, version: str, image_mtime: int) -> str:
     """The pool volume vagrant-libvirt 0.11 uses for a box's (single) disk."""
     tag = version if version not in ("", "0") else f"0_{image_mtime}"
-    return vagrant_name.replace("/", "-VAGRANTSLASH-") + f"_vagrant_box_image_{tag}_box.img"
+    return f"{volume_prefix(vagrant_name)}{tag}_box.img"
 
 
 def box_volume(
     vagrant_name: str, virtual_size: int, version: str = "0", home: Path | None = None
 ) -> BoxVolume:
+    from provisioner.box.build import BOX_IMAGE
+    from provisioner.box.package import vagrant_box_dir
+
     source = vagrant_box_dir(vagrant_name, version, home=home) / BOX_IMAGE
     stat = source.stat()
     return BoxVolume(

@@ -17,7 +17,6 @@ from provisioner.bench import (
     PartStats,
     average_rate,
     box_uploaded,
-    box_volume_prefix,
     format_table,
     lab_milestones,
     lab_phase_seconds,
@@ -37,6 +36,7 @@ from provisioner.bench import (
     verdict,
     window_max,
 )
+from provisioner.hypervisor.boxvolume import volume_prefix
 from provisioner.hypervisor.libvirt import parse_console_log_path, parse_disk_paths
 from provisioner.progress import LAB, PlainProgress
 
@@ -287,7 +287,7 @@ def test_no_free_subnet_is_an_error() -> None:
 def test_box_volume_as_vagrant_libvirt_names_it() -> None:
     # A volume name as seen in the default pool after `vagrant up`.
     seen = "lab-VAGRANTSLASH-default-6d98a028920c_vagrant_box_image_0_1795456645_box.img"
-    assert seen.startswith(box_volume_prefix("lab/default-6d98a028920c"))
+    assert seen.startswith(volume_prefix("lab/default-6d98a028920c"))
     assert box_uploaded(["other.img", seen], "lab/default-6d98a028920c")
     assert not box_uploaded([seen], "lab/default-4df8c813d879")
     assert not box_uploaded(["lab-x_core-01.img"], "lab/default-6d98a028920c")

@@ -28,6 +28,7 @@ def test_versioned_boxes_are_named_by_the_version() -> None:
     assert boxvolume.volume_name("lab/x", "1.2.0", 7) == (
         "lab-VAGRANTSLASH-x_vagrant_box_image_1.2.0_box.img"
     )
+    assert boxvolume.volume_name("lab/x", "1.2.0", 7).startswith(boxvolume.volume_prefix("lab/x"))
 
 
 def test_the_box_is_found_where_vagrant_unpacked_it(tmp_path: Path) -> None:
@@ -44,7 +45,6 @@ def test_the_box_is_found_where_vagrant_unpacked_it(tmp_path: Path) -> None:
         capacity=8 << 30,
         size=1000,
     )
-    assert boxvolume.vagrant_home({"VAGRANT_HOME": str(home)}) == home
     with pytest.raises(FileNotFoundError):
         boxvolume.box_volume("lab/missing", 1, home=home)
 
