@@ -14,7 +14,7 @@ its path from the pytest option ``--lab-expectations``. Format (version 1)::
           "role": "member",                       # "member" runs etcd, "worker" does not
           "metadata": {"role": "member"},         # fleet metadata, exactly
           "etcd_endpoints": ["http://127.0.0.1:2379"],   # what etcdctl on the node talks to
-          "units": ["etcd2.service", "fleet.service", "ssh.service", "docker.service"]
+          "units": ["etcd2.service", "fleet.service", "ssh.service", "docker.socket"]
         }
       ]
     }
@@ -36,7 +36,7 @@ from provisioner.errors import ConfigError
 FORMAT = 1
 ETCD_CLIENT_PORT = 2379
 MEMBER_UNITS = ("etcd2.service",)
-COMMON_UNITS = ("fleet.service", "ssh.service", "docker.service")
+COMMON_UNITS = ("fleet.service", "ssh.service", "docker.socket")  # docker starts on first use
 FLANNEL_UNITS = ("flanneld.service",)
 
 
@@ -82,7 +82,8 @@ def expectations_for_lab(config: LabConfig) -> Expectations:
     """The expectations a lab's config implies.
 
     Members talk to their own etcd on loopback; workers to every member's client
-    URL. Every node runs fleet, sshd and docker; members also etcd2, and flanneld
+    URL. Every node runs fleet and sshd and listens on docker's socket (docker
+    itself starts on first use, as on CoreOS); members also run etcd2, and flanneld
     runs everywhere when flannel is enabled.
     """
     member_urls = tuple(f"http://{node.ip}:{ETCD_CLIENT_PORT}" for node in config.members)

@@ -1,10 +1,12 @@
-"""systemd: the node's expected units (etcd2, fleet, sshd, docker, ...) run; none failed."""
+"""systemd: the node's expected units (etcd2, fleet, sshd, docker.socket, ...) run; none
+failed; docker answers on its socket."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from provisioner.checks.commands import (
+    DOCKER_SERVER_VERSION,
     IS_SYSTEM_RUNNING,
     LIST_FAILED_UNITS,
     fail_on,
@@ -14,6 +16,7 @@ from provisioner.checks.commands import (
 )
 from provisioner.checks.expectations import NodeExpectation
 from provisioner.checks.verdicts import (
+    docker_problems,
     failed_unit_problems,
     inactive_unit_problems,
     system_state_problems,
@@ -37,3 +40,9 @@ def test_system_is_running(host: Any) -> None:
     state = parse_is_system_running(run(host, IS_SYSTEM_RUNNING).stdout)
     failed = parse_systemctl_failed(run_ok(host, LIST_FAILED_UNITS))
     fail_on(system_state_problems(state, failed))
+
+
+def test_docker_answers(host: Any) -> None:
+    # As on CoreOS, docker.socket starts docker on first use: this is that first use.
+    version = run_ok(host, DOCKER_SERVER_VERSION).strip()
+    fail_on(docker_problems(version, run(host, is_active("docker.service")).stdout.strip()))

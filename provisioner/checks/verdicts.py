@@ -194,6 +194,20 @@ def inactive_unit_problems(states: dict[str, str]) -> list[str]:
     ]
 
 
+def docker_problems(server_version: str, service_state: str) -> list[str]:
+    """After asking docker for its version over ``docker.socket`` (which starts
+    docker.service on first use), the server answered and the service runs."""
+    problems = []
+    if not server_version:
+        problems.append("docker answered without a server version")
+    if service_state != "active":
+        problems.append(
+            f"docker.service is {service_state or 'unknown to systemd'} after docker answered,"
+            " not active"
+        )
+    return problems
+
+
 def system_state_problems(state: SystemState, failed: Sequence[FailedUnit]) -> list[str]:
     if state is SystemState.RUNNING:
         return []

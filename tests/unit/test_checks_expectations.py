@@ -58,7 +58,7 @@ def test_built_from_a_lab_config(tmp_path: Path) -> None:
     assert core03.role == "worker"
     assert core03.etcd_endpoints == ("http://192.168.150.101:2379", "http://192.168.150.102:2379")
     assert "etcd2.service" not in core03.units
-    assert {"fleet.service", "ssh.service", "docker.service"} <= set(core03.units)
+    assert {"fleet.service", "ssh.service", "docker.socket"} <= set(core03.units)
     assert core02.metadata == {}
 
 

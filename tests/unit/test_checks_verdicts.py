@@ -7,6 +7,7 @@ from pathlib import Path
 
 from provisioner.checks.expectations import NodeExpectation
 from provisioner.checks.verdicts import (
+    docker_problems,
     etcd_health_problems,
     etcd_leader_problems,
     etcd_member_problems,
@@ -224,6 +225,17 @@ def test_inactive_units() -> None:
     assert inactive_unit_problems(states) == [
         "fleet.service is failed, not active",
         "docker.service is unknown to systemd, not active",
+    ]
+
+
+def test_docker_problems() -> None:
+    assert docker_problems("20.10.24+dfsg1", "active") == []
+    assert docker_problems("", "active") == ["docker answered without a server version"]
+    assert docker_problems("20.10.24+dfsg1", "failed") == [
+        "docker.service is failed after docker answered, not active"
+    ]
+    assert docker_problems("20.10.24+dfsg1", "") == [
+        "docker.service is unknown to systemd after docker answered, not active"
     ]
 
 
