@@ -9,6 +9,7 @@ objects carry the lab's name so they are found even without the state file.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import shutil
 import threading
@@ -42,6 +43,8 @@ BOOT_TIMEOUT = 1800.0  # vagrant up of every node, including a first box upload
 NODE_TIMEOUT = 600.0  # per node: banner, host keys, login, systemd
 CLUSTER_TIMEOUT = 600.0  # etcd healthy, fleet sees everyone
 SHUTDOWN_TIMEOUT = 180.0
+LOGIN_POLL = 1.0  # reading the console log is cheap; a login try is not
+LOGIN_BLIND_EVERY = 10  # before the console shows the keys written, try once per 10 polls
 DISCOVERY_STATE = "discovery"
 
 CLUSTER_ROW = "etcd+fleet"  # the progress row of the cluster checks
@@ -381,11 +384,24 @@ class Run:
         runner = node_access.runner(self.config, self.state, node)
         self.runners[node.name] = runner
         self.progress.update(node.name, "login", "running")
+        polls = itertools.count()
+
+        def login() -> bool | None:
+            # Until the agent has written authorized_keys (its console says so), a try
+            # is a whole SSH handshake refused at the end, work an emulated guest feels
+            # while it boots: try only now and then (the console could miss the line).
+            if next(polls) % LOGIN_BLIND_EVERY and not node_access.console_keys_authorized(
+                self.config, node, runner.user
+            ):
+                return None
+            return runner.run(["true"], timeout=30).succeeded or None
+
         readiness.poll(
             node.name,
             "a login with the lab's key",
             deadline,
-            lambda: runner.run(["true"], timeout=30).succeeded or None,
+            login,
+            interval=LOGIN_POLL,
             cancelled=cancelled,
         )
         self.progress.update(node.name, "systemd", "running")

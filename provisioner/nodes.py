@@ -9,7 +9,7 @@ from pathlib import Path
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import HostKeyError, LabError, NodeError
 from provisioner.hypervisor.naming import domain_name
-from provisioner.remote.hostkeys import parse_host_key_fingerprints
+from provisioner.remote.hostkeys import console_shows_keys_authorized, parse_host_key_fingerprints
 from provisioner.remote.ssh import SSHRunner
 from provisioner.state import KEY_FILE, LabState
 
@@ -57,6 +57,15 @@ def console_fingerprints(config: LabConfig, node: NodeSpec) -> dict[str, str]:
             hint="run lab as root or as a member of the libvirt group",
         ) from exc
     return parse_host_key_fingerprints(text)
+
+
+def console_keys_authorized(config: LabConfig, node: NodeSpec, user: str) -> bool:
+    """True once the node's console shows its agent authorizing ``user``'s keys."""
+    try:
+        text = node_paths(config, node).console.read_text(errors="replace")
+    except OSError:
+        return False  # console_fingerprints, read first, reports an unreadable log
+    return console_shows_keys_authorized(text, user)
 
 
 def check_pins(node: str, pinned: Mapping[str, str], printed: Mapping[str, str]) -> None:

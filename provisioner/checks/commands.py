@@ -16,8 +16,8 @@ MACHINE_ID = ("cat", "/etc/machine-id")
 LIST_MACHINES = ("fleetctl", "list-machines", "--full", "--no-legend")
 LIST_FAILED_UNITS = ("systemctl", "list-units", "--state=failed", "--no-legend", "--plain")
 IS_SYSTEM_RUNNING = ("systemctl", "is-system-running")
-# The user is in group docker; the socket starts docker.service if it is not running yet.
-DOCKER_SERVER_VERSION = ("docker", "version", "--format", "{{.Server.Version}}")
+DOCKER_SOCKET = "/run/docker.sock"  # docker.socket listens here; a connection starts docker
+DOCKER_SOCKET_IS_SOCKET = ("test", "-S", DOCKER_SOCKET)
 
 
 def etcdctl(endpoints: Sequence[str], *args: str) -> tuple[str, ...]:

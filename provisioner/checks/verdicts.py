@@ -194,16 +194,19 @@ def inactive_unit_problems(states: dict[str, str]) -> list[str]:
     ]
 
 
-def docker_problems(server_version: str, service_state: str) -> list[str]:
-    """After asking docker for its version over ``docker.socket`` (which starts
-    docker.service on first use), the server answered and the service runs."""
+def docker_problems(socket_listening: bool, service_state: str) -> list[str]:
+    """docker is ready for first use: its socket is there (docker.socket starts
+    docker.service on the first connection), and a docker.service that was
+    started is running or stopped, not failed or stuck."""
     problems = []
-    if not server_version:
-        problems.append("docker answered without a server version")
-    if service_state != "active":
+    if not socket_listening:
         problems.append(
-            f"docker.service is {service_state or 'unknown to systemd'} after docker answered,"
-            " not active"
+            "docker's socket /run/docker.sock is missing: docker.socket is not listening"
+        )
+    if service_state not in ("active", "activating", "inactive"):
+        problems.append(
+            f"docker.service is {service_state or 'unknown to systemd'},"
+            " not active, activating or inactive"
         )
     return problems
 

@@ -41,6 +41,18 @@ _KEY_TYPE_LABELS = {
 }
 
 
+# What the config-drive agent prints (provisioner.guest.cloudinit.apply) just before
+# it writes a user's authorized_keys: until then every login is refused.
+_KEYS_AUTHORIZED_LINE = re.compile(r"Authorizing \d+ SSH keys for user '(?P<user>[^']+)'")
+
+
+def console_shows_keys_authorized(console: str, user: str) -> bool:
+    """True once this boot's console (after its last fingerprint block) shows the
+    agent authorizing ``user``'s SSH keys."""
+    boot = console[console.rfind(BEGIN_MARKER) :] if BEGIN_MARKER in console else console
+    return any(found["user"] == user for found in _KEYS_AUTHORIZED_LINE.finditer(boot))
+
+
 def key_type_label(wire_name: str) -> str:
     """The ``ssh-keygen -l`` label (``ED25519``) for an SSH key type (``ssh-ed25519``)."""
     try:

@@ -99,6 +99,10 @@ class SSHRunner:
         self._lock = threading.Lock()
 
     @property
+    def user(self) -> str:
+        return self._user
+
+    @property
     def name(self) -> str:
         return self._name
 

@@ -229,13 +229,17 @@ def test_inactive_units() -> None:
 
 
 def test_docker_problems() -> None:
-    assert docker_problems("20.10.24+dfsg1", "active") == []
-    assert docker_problems("", "active") == ["docker answered without a server version"]
-    assert docker_problems("20.10.24+dfsg1", "failed") == [
-        "docker.service is failed after docker answered, not active"
+    assert docker_problems(True, "inactive") == []  # started on first use, not yet used
+    assert docker_problems(True, "active") == []
+    assert docker_problems(True, "activating") == []  # a first use is starting it
+    assert docker_problems(False, "inactive") == [
+        "docker's socket /run/docker.sock is missing: docker.socket is not listening"
     ]
-    assert docker_problems("20.10.24+dfsg1", "") == [
-        "docker.service is unknown to systemd after docker answered, not active"
+    assert docker_problems(True, "failed") == [
+        "docker.service is failed, not active, activating or inactive"
+    ]
+    assert docker_problems(True, "") == [
+        "docker.service is unknown to systemd, not active, activating or inactive"
     ]
 
 

@@ -7,10 +7,12 @@ import base64
 import pytest
 
 from provisioner.errors import RemoteError
+from provisioner.guest.cloudinit.apply import AUTHORIZING_KEYS
 from provisioner.remote.hostkeys import (
     BEGIN_MARKER,
     END_MARKER,
     check_host_key,
+    console_shows_keys_authorized,
     key_type_label,
     parse_host_key_fingerprints,
     sha256_fingerprint,
@@ -155,3 +157,15 @@ def test_only_pinned_types_stay_enabled() -> None:
 def test_pins_without_a_usable_type_are_refused() -> None:
     with pytest.raises(RemoteError, match="no usable pinned host key type"):
         disabled_host_key_algorithms({"DSA": RSA_FP})
+
+
+def test_console_shows_the_agent_authorizing_keys_in_this_boot() -> None:
+    block = f"{BEGIN_MARKER}\n256 SHA256:{'a' * 43} root@core-01 (ED25519)\n{END_MARKER}\n"
+    line = "[ 85.29] coreos-cloudinit[239]: 2026/12/01 22:17:59 " + AUTHORIZING_KEYS % (2, "core")
+    assert not console_shows_keys_authorized("", "core")
+    assert not console_shows_keys_authorized(block, "core")
+    assert console_shows_keys_authorized(block + line + "\r\n", "core")
+    assert not console_shows_keys_authorized(block + line, "ops")
+    # a later boot's fingerprint block starts over: the earlier line does not count
+    assert not console_shows_keys_authorized(block + line + "\n" + block, "core")
+    assert console_shows_keys_authorized(line, "core")  # no block at all: the whole log

@@ -183,8 +183,13 @@ def test_box_guest_applies_cloud_config_and_runs_its_services(
         assert debian_unit.stdout.strip() == "disabled"  # exit status 1 means "not enabled"
 
     def docker_busybox() -> None:
+        # as on CoreOS, docker.socket listens from boot and the first use starts docker
+        idle = first.runner.run(["systemctl", "is-active", "docker.service"], timeout=60)
+        assert idle.stdout.strip() == "inactive"
+        assert run(first, ["systemctl", "is-active", "docker.socket"]).strip() == "active"
         out = run(first, ["docker", "run", "--rm", "busybox", "echo", "hi"], timeout=300)
         assert out == "hi\n"
+        assert run(first, ["systemctl", "is-active", "docker.service"]).strip() == "active"
 
     def machine_ids() -> None:
         ids = [run(g, ["cat", "/etc/machine-id"]).strip() for g in (first, second)]

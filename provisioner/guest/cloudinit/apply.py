@@ -32,6 +32,8 @@ from provisioner.guest.cloudinit.system import Host, Systemd, Users
 from provisioner.guest.cloudinit.userdata import Addresses
 
 log = logging.getLogger(__name__)
+# On the console too: lab waits for it before it tries to log in (provisioner.remote.hostkeys).
+AUTHORIZING_KEYS = "Authorizing %d SSH keys for user '%s'"
 
 DEFAULT_SSH_KEY_NAME = "coreos-cloudinit"
 DEFAULT_WORKSPACE = "/var/lib/coreos-cloudinit"
@@ -246,7 +248,7 @@ def _apply_users(run: _Run, config: CloudConfig) -> None:
 
 def _apply_ssh_keys(run: _Run) -> None:
     for name, keys in run.keys.items():
-        log.info("Authorizing %d SSH keys for user '%s'", len(keys), name)
+        log.info(AUTHORIZING_KEYS, len(keys), name)
         _authorize_keys(run, name, keys)
 
 
