@@ -450,11 +450,18 @@ class Run:
     def check_cluster(self, machine_ids: dict[str, str]) -> str:
         deadline = time.monotonic() + CLUSTER_TIMEOUT
         first = readiness.first_member_runner(self.config, self.runners)
+        host_view = readiness.HostView.for_lab(self.config)
+
+        def etcd_ready() -> str | None:
+            host_view.etcd_not_healthy()  # no etcdctl in a guest while the host sees it is not
+            return readiness.etcd_healthy(self.config, first)
+
         etcd = readiness.poll(
             "etcd",
             "every etcd member healthy",
             deadline,
-            lambda: readiness.etcd_healthy(self.config, first),
+            etcd_ready,
+            interval=readiness.HOST_POLL,
             cancelled=self.cancel.is_set,
         )
         # its own row: these may run while the lab row still shows the boot
@@ -470,12 +477,17 @@ class Run:
             self.progress.update(CLUSTER_ROW, "cluster", "running", trip)
             return trip
 
+        def fleet_ready() -> str | None:
+            host_view.fleet_not_registered(machine_ids)  # no fleetctl before it can list all
+            return readiness.fleet_machines(self.config, first, machine_ids)
+
         def fleet_listing() -> str:
             return readiness.poll(
                 "fleet",
                 "fleetctl list-machines to show every node",
                 deadline,
-                lambda: readiness.fleet_machines(self.config, first, machine_ids),
+                fleet_ready,
+                interval=readiness.HOST_POLL,
                 cancelled=lambda: failed.is_set() or self.cancel.is_set(),
             )
 

@@ -6,8 +6,11 @@ and what it saw last.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +19,9 @@ from typing import TypeVar
 
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError, WaitTimeout
+from provisioner.guest.fleet.errors import EtcdError
+from provisioner.guest.fleet.etcd import EtcdClient
+from provisioner.guest.fleet.registry import Registry
 from provisioner.parsers import (
     parse_endpoint_health,
     parse_list_machines,
@@ -25,6 +31,8 @@ from provisioner.remote.runner import CommandResult, Runner
 
 T = TypeVar("T")
 POLL = 2.0
+HOST_POLL = 1.0  # the host's own probes of the guests' etcd cost the guests next to nothing
+HOST_PROBE_TIMEOUT = 3.0
 ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
 
 
@@ -107,6 +115,75 @@ def _ok(node: str, result: CommandResult, what: str) -> str:
 
 def member_endpoints(config: LabConfig) -> list[str]:
     return [f"http://{member.ip}:2379" for member in config.members]
+
+
+# --- the host's view first --------------------------------------------------------
+#
+# Under emulation every etcdctl or fleetctl started in a guest costs it seconds of
+# CPU it needs for booting. While the host, over the lab network, can see that
+# etcd is not healthy yet or that fleet has not registered every machine, the
+# checks over SSH are not worth running; once it sees them ready (or cannot reach
+# the guests at all, say with etcd listening on loopback only), they decide.
+
+
+def member_health_from_host(url: str, timeout: float = HOST_PROBE_TIMEOUT) -> bool | None:
+    """What etcd's ``/health`` at ``url`` says; None if the host cannot reach it."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as reply:  # noqa: S310
+            body = reply.read()
+    except urllib.error.HTTPError as exc:  # 503 with {"health":"false"} while unhealthy
+        body = exc.read()
+    except (OSError, ValueError):
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and str(answer.get("health")).lower() == "true"
+
+
+class HostView:
+    """The host's probes of etcd and fleet (``members``: name -> client URL); once
+    none of them answers it stands aside for good and the SSH checks decide."""
+
+    def __init__(self, members: Mapping[str, str], timeout: float = HOST_PROBE_TIMEOUT) -> None:
+        self.members = dict(members)
+        self.timeout = timeout
+        self.reachable = True
+
+    @classmethod
+    def for_lab(cls, config: LabConfig) -> HostView:
+        names = [member.name for member in config.members]
+        return cls(dict(zip(names, member_endpoints(config), strict=True)))
+
+    def etcd_not_healthy(self) -> None:
+        """NodeError while a member the host can reach says it is not healthy."""
+        if not self.reachable:
+            return
+        seen = {
+            name: member_health_from_host(url, self.timeout) for name, url in self.members.items()
+        }
+        if all(healthy is None for healthy in seen.values()):
+            self.reachable = False
+            return
+        sick = [name for name, healthy in seen.items() if healthy is False]
+        if sick:
+            raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
+
+    def fleet_not_registered(self, machine_ids: Mapping[str, str]) -> None:
+        """NodeError while fleet's registry, read from the host, lacks a node's machine."""
+        if not self.reachable:
+            return
+        registry = Registry(EtcdClient(list(self.members.values()), timeout=self.timeout))
+        try:
+            missing = [n for n, m in machine_ids.items() if not registry.machine_present(m)]
+        except EtcdError:
+            self.reachable = False
+            return
+        if missing:
+            raise NodeError(
+                "fleet", f"not registered yet (seen from the host): {', '.join(missing)}"
+            )
 
 
 def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
