@@ -123,7 +123,7 @@ def test_milestones_are_when_the_lines_arrived() -> None:
             (LAB, "cluster", "running", ""),
             ("core-03", "ssh banner", "ok", "SSH-2.0-OpenSSH_9.2p1"),
             (LAB, "cluster", "running", "3/3 members healthy"),
-            (LAB, "cluster", "running", "/lab/ready/x written on core-01, read on 3 nodes"),
+            (LAB, "cluster", "running", "/lab/ready written on core-01, read on 3 nodes"),
         ]
     )
     at = [10.0, 12.5, 13.0, 20.0, 31.0, 33.0]
