@@ -453,8 +453,9 @@ class Run:
         host_view = readiness.HostView.for_lab(self.config)
 
         def etcd_ready() -> str | None:
-            host_view.etcd_not_healthy()  # no etcdctl in a guest while the host sees it is not
-            return readiness.etcd_healthy(self.config, first)
+            # the host's answer when it has one; etcdctl on a node only when it cannot tell
+            seen = host_view.etcd_ready()
+            return seen if seen is not None else readiness.etcd_healthy(self.config, first)
 
         etcd = readiness.poll(
             "etcd",

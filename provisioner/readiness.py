@@ -156,19 +156,36 @@ class HostView:
         names = [member.name for member in config.members]
         return cls(dict(zip(names, member_endpoints(config), strict=True)))
 
-    def etcd_not_healthy(self) -> None:
-        """NodeError while a member the host can reach says it is not healthy."""
+    def etcd_ready(self) -> str | None:
+        """The etcd check, from the host: a summary once every member answers healthy
+        on ``/health`` and the member list has them all started; NodeError while
+        not; None when the host cannot see every member (the SSH check decides)."""
         if not self.reachable:
-            return
+            return None
         seen = {
             name: member_health_from_host(url, self.timeout) for name, url in self.members.items()
         }
         if all(healthy is None for healthy in seen.values()):
             self.reachable = False
-            return
+            return None
         sick = [name for name, healthy in seen.items() if healthy is False]
         if sick:
             raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
+        if None in seen.values():
+            return None
+        client = EtcdClient(list(self.members.values()), timeout=self.timeout)
+        try:
+            listed = client.call("/v3/cluster/member/list", {}, retry=True).get("members", [])
+        except EtcdError:
+            return None
+        started = [m for m in listed if isinstance(m, dict) and m.get("name")]
+        expected = len(self.members)
+        if len(started) != expected:
+            raise NodeError(
+                "etcd",
+                f"{len(started)} of {expected} etcd members have started (seen from the host)",
+            )
+        return f"{expected}/{expected} members healthy"
 
     def fleet_not_registered(self, machine_ids: Mapping[str, str]) -> None:
         """NodeError while fleet's registry, read from the host, lacks a node's machine."""

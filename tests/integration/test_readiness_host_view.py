@@ -24,8 +24,9 @@ def test_etcd_health_as_the_host_sees_it(etcd: EtcdMember) -> None:
     assert member_health_from_host(etcd.client_url) is True
     assert member_health_from_host(nobody(), timeout=1.0) is None
 
-    view = HostView({"core-01": etcd.client_url, "core-02": nobody()}, timeout=1.0)
-    view.etcd_not_healthy()  # the one it reaches is healthy; the other may still boot
+    assert HostView({"default": etcd.client_url}).etcd_ready() == "1/1 members healthy"
+    view = HostView({"default": etcd.client_url, "core-02": nobody()}, timeout=1.0)
+    assert view.etcd_ready() is None  # it cannot see every member: the SSH check decides
     assert view.reachable
 
 
@@ -40,7 +41,7 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
         b.start(cluster)
         wait_for(lambda: (a.healthy() and b.healthy()) or None, 60, "a two-member etcd")
         view = HostView({"a": a.client_url, "b": b.client_url}, timeout=3.0)
-        view.etcd_not_healthy()
+        assert view.etcd_ready() == "2/2 members healthy"
         b.stop()
         wait_for(
             lambda: member_health_from_host(a.client_url, timeout=3.0) is False or None,
@@ -48,7 +49,7 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
             "the member left alone to report unhealthy",
         )
         with pytest.raises(NodeError, match=r"not healthy yet \(seen from the host\): a$"):
-            view.etcd_not_healthy()
+            view.etcd_ready()
         assert view.reachable
     finally:
         etcds.stop_all()
@@ -56,7 +57,7 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
 
 def test_view_stands_aside_when_the_host_reaches_no_member() -> None:
     view = HostView({"core-01": nobody()}, timeout=1.0)
-    view.etcd_not_healthy()
+    assert view.etcd_ready() is None
     assert not view.reachable
     view.fleet_not_registered({"core-01": "0" * 32})  # no longer probes: the SSH checks decide
 
