@@ -11,7 +11,6 @@ script.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -128,34 +127,6 @@ def lab_milestones(events: Sequence[ProgressEvent], nodes: int) -> Milestones:
         all_banners=banners[nodes - 1] if len(banners) >= nodes else None,
         etcd_healthy=healthy,
     )
-
-
-# --- etcd over HTTP ------------------------------------------------------------
-
-
-def parse_etcd_health(body: str) -> bool:
-    """etcd's ``GET /health`` answer: ``{"health":"true"}`` when the member has a quorum."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and str(data.get("health")).lower() == "true"
-
-
-def parse_started_members(body: str) -> tuple[str, ...]:
-    """Names of started members from ``POST /v3/cluster/member/list`` (grpc-gateway JSON).
-
-    A member that has been added but has not started yet has no name, as in
-    ``etcdctl member list``; it is left out.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return ()
-    members = data.get("members") if isinstance(data, dict) else None
-    if not isinstance(members, list):
-        return ()
-    return tuple(sorted(str(m["name"]) for m in members if isinstance(m, dict) and m.get("name")))
 
 
 # --- host memory -----------------------------------------------------------------

@@ -196,6 +196,38 @@ def _member_from_row(cells: list[str]) -> EtcdMember:
     )
 
 
+# --- etcd over HTTP (the v3 JSON gateway, as the host reads the guests) -------
+
+
+def parse_etcd_health(body: str) -> bool:
+    """etcd's ``GET /health`` answer: ``{"health":"true"}`` when the member has a quorum."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and str(data.get("health")).lower() == "true"
+
+
+def started_member_names(answer: Any) -> tuple[str, ...]:
+    """Names of started members in a decoded ``POST /v3/cluster/member/list`` answer.
+
+    A member that has been added but has not started yet has no name, as in
+    ``etcdctl member list``; it is left out.
+    """
+    members = answer.get("members") if isinstance(answer, dict) else None
+    if not isinstance(members, list):
+        return ()
+    return tuple(sorted(str(m["name"]) for m in members if isinstance(m, dict) and m.get("name")))
+
+
+def parse_started_members(body: str) -> tuple[str, ...]:
+    """:func:`started_member_names` of the answer's JSON text (nothing if it is not JSON)."""
+    try:
+        return started_member_names(json.loads(body))
+    except ValueError:
+        return ()
+
+
 # --- etcdctl endpoint health --------------------------------------------------
 
 ENDPOINT_HEALTH = "etcdctl endpoint health"

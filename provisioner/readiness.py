@@ -6,7 +6,6 @@ and what it saw last.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import urllib.error
@@ -24,8 +23,10 @@ from provisioner.guest.fleet.etcd import EtcdClient
 from provisioner.guest.fleet.registry import Registry
 from provisioner.parsers import (
     parse_endpoint_health,
+    parse_etcd_health,
     parse_list_machines,
     parse_member_list,
+    started_member_names,
 )
 from provisioner.remote.runner import CommandResult, Runner
 
@@ -135,11 +136,7 @@ def member_health_from_host(url: str, timeout: float = HOST_PROBE_TIMEOUT) -> bo
         body = exc.read()
     except (OSError, ValueError):
         return None
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(answer, dict) and str(answer.get("health")).lower() == "true"
+    return parse_etcd_health(body.decode("utf-8", "replace"))
 
 
 class HostView:
@@ -149,6 +146,7 @@ class HostView:
     def __init__(self, members: Mapping[str, str], timeout: float = HOST_PROBE_TIMEOUT) -> None:
         self.members = dict(members)
         self.timeout = timeout
+        self.etcd = EtcdClient(list(self.members.values()), timeout=timeout)
         self.reachable = True
 
     @classmethod
@@ -173,12 +171,12 @@ class HostView:
             raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
         if None in seen.values():
             return None
-        client = EtcdClient(list(self.members.values()), timeout=self.timeout)
         try:
-            listed = client.call("/v3/cluster/member/list", {}, retry=True).get("members", [])
+            started = started_member_names(
+                self.etcd.call("/v3/cluster/member/list", {}, retry=True)
+            )
         except EtcdError:
             return None
-        started = [m for m in listed if isinstance(m, dict) and m.get("name")]
         expected = len(self.members)
         if len(started) != expected:
             raise NodeError(
@@ -191,7 +189,7 @@ class HostView:
         """NodeError while fleet's registry, read from the host, lacks a node's machine."""
         if not self.reachable:
             return
-        registry = Registry(EtcdClient(list(self.members.values()), timeout=self.timeout))
+        registry = Registry(self.etcd)
         try:
             missing = [n for n, m in machine_ids.items() if not registry.machine_present(m)]
         except EtcdError:

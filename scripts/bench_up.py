@@ -70,13 +70,11 @@ from provisioner.bench import (
     lab_milestones,
     lab_phase_seconds,
     parse_cpu_busy_ticks,
-    parse_etcd_health,
     parse_ip_addr_networks,
     parse_mem_available_kib,
     parse_phase_summary,
     parse_process_cpu_ticks,
     parse_progress_line,
-    parse_started_members,
     parse_vm_rss_kib,
     peak_used_mib,
     pick_subnets,
@@ -94,6 +92,7 @@ from provisioner.hypervisor.boxvolume import volume_prefix
 from provisioner.hypervisor.libvirt import LibvirtHost, check_qemu_can_open
 from provisioner.hypervisor.naming import object_prefix
 from provisioner.hypervisor.network import DhcpHost, lab_network, parse_network_xml
+from provisioner.parsers import parse_etcd_health, parse_started_members
 from provisioner.render import RenderInputs, render_lab
 from provisioner.state import ensure_ssh_key
 

@@ -21,13 +21,11 @@ from provisioner.bench import (
     lab_milestones,
     lab_phase_seconds,
     parse_cpu_busy_ticks,
-    parse_etcd_health,
     parse_ip_addr_networks,
     parse_mem_available_kib,
     parse_phase_summary,
     parse_process_cpu_ticks,
     parse_progress_line,
-    parse_started_members,
     parse_vm_rss_kib,
     peak_used_mib,
     pick_subnets,
@@ -38,6 +36,7 @@ from provisioner.bench import (
 )
 from provisioner.hypervisor.boxvolume import volume_prefix
 from provisioner.hypervisor.libvirt import parse_console_log_path, parse_disk_paths
+from provisioner.parsers import parse_etcd_health, parse_started_members
 from provisioner.progress import LAB, PlainProgress
 
 pytestmark = pytest.mark.unit
