@@ -7,6 +7,10 @@ against real etcd and real fleetd processes in tests/integration/test_fleet_*.py
 from __future__ import annotations
 
 import io
+import json
+import socket
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +18,11 @@ from typing import Any
 import pytest
 
 from provisioner.guest.fleet.client import (
+    API_ANSWER_TIMEOUT,
     FleetClient,
     HttpApiClient,
     RegistryClient,
+    api_answer_timeout,
     check_target_state,
 )
 from provisioner.guest.fleet.errors import FleetError
@@ -474,3 +480,42 @@ def test_restart_skips_inactive_units(cluster: MemoryCluster) -> None:
         "Unit run.service launched on aaaaaaaa.../10.0.0.1\n"
     )
     assert cluster.calls == [("state", "run.service", LOADED), ("state", "run.service", LAUNCHED)]
+
+
+def test_api_requests_wait_for_fleetd_beyond_the_request_timeout(tmp_path: Path) -> None:
+    """fleetd bounds its own etcd work; an API answer slower than --request-timeout counts."""
+    sock_path = tmp_path / "fleet.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(1)
+    body = json.dumps({"machines": [{"id": LOCAL.id, "primaryIP": "10.0.0.1"}]}).encode()
+
+    def answer_slowly() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            time.sleep(0.6)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+
+    server = threading.Thread(target=answer_slowly, daemon=True)
+    server.start()
+    out, err = io.StringIO(), io.StringIO()
+    flags = [f"--endpoint=unix://{sock_path}", "--request-timeout=0.2"]
+    try:
+        code = run([*flags, "list-machines", "--no-legend"], environ={}, out=out, err=err)
+    finally:
+        server.join(timeout=10)
+        listener.close()
+    assert (code, err.getvalue()) == (0, "")
+    assert out.getvalue().split() == [f"{LOCAL.id[:8]}...", "10.0.0.1", "-"]
+
+
+def test_api_answer_timeout_is_a_minute_or_the_request_timeout() -> None:
+    api = build_client(parse_args(["--request-timeout=0.2", "list-units"]).global_values, print)
+    assert isinstance(api, HttpApiClient)
+    assert api.timeout == API_ANSWER_TIMEOUT == 60.0
+    assert api_answer_timeout(90.0) == 90.0

@@ -29,6 +29,18 @@ from provisioner.guest.fleet.unitfile import (
 
 API_PREFIX = "/fleet/v1"
 
+# fleet's fleetctl puts no deadline of its own on fleet API requests: its
+# --request-timeout bounds the etcd driver's requests, and fleetd bounds its
+# own etcd work (etcd_request_timeout per request, endpoints in turn), then
+# answers, with an error if etcd did not. fleetctl here waits for that answer,
+# but not for ever: a minute, or --request-timeout if that is longer.
+API_ANSWER_TIMEOUT = 60.0
+
+
+def api_answer_timeout(request_timeout: float) -> float:
+    """How long the API driver waits for fleetd to answer one request."""
+    return max(API_ANSWER_TIMEOUT, request_timeout)
+
 
 class FleetClient(Protocol):
     """The operations fleetctl needs (fleet's client.API)."""
@@ -153,7 +165,7 @@ def options_from_json(data: Any) -> UnitFile:
 class HttpApiClient:
     """The ``API`` driver: fleet's HTTP API v1 over a unix socket or TCP."""
 
-    def __init__(self, endpoint: ApiEndpoint, *, timeout: float = 3.0) -> None:
+    def __init__(self, endpoint: ApiEndpoint, *, timeout: float = API_ANSWER_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
 
@@ -310,5 +322,7 @@ def make_client(
             raise FleetError("no endpoint given")
         if len(endpoints) > 1 and warn is not None:
             warn(f"multiple endpoints provided but only the first ({endpoints[0]}) is used")
-        return HttpApiClient(parse_api_endpoint(endpoints[0]), timeout=request_timeout)
+        return HttpApiClient(
+            parse_api_endpoint(endpoints[0]), timeout=api_answer_timeout(request_timeout)
+        )
     raise FleetError(f"unrecognized driver {go_quote(driver)}")
