@@ -544,6 +544,21 @@ def start(ctx: Context, nodes: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also copy the journals and consoles into this directory.",
+)
+@pass_context
+@handle_errors
+def logs(ctx: Context, into: Path | None) -> None:
+    """Save every node's journal beside its serial console log and print where."""
+    from provisioner.lifecycle import collect_logs
+
+    click.echo(f"journals and consoles saved in {collect_logs(_load(ctx), into)}")
+
+
+@main.command()
 @pass_context
 @handle_errors
 def halt(ctx: Context) -> None:

@@ -634,6 +634,24 @@ def save_diagnostics(config: LabConfig, state: LabState) -> Path:
     return logs
 
 
+def collect_logs(config: LabConfig, into: Path | None = None) -> Path:
+    """``lab logs``: every node's journal now, beside the serial consoles libvirt writes.
+
+    With ``into``, the journals and console logs are copied there as well (say, one
+    directory per failed check), so a later collection does not overwrite them.
+    """
+    logs = save_diagnostics(config, load_state(config.state_dir))
+    if into is None:
+        return logs
+    into.mkdir(parents=True, exist_ok=True)
+    for node in config.nodes:
+        paths = node_access.node_paths(config, node)
+        for source in (paths.journal, paths.console):
+            if source.exists():
+                shutil.copyfile(source, into / source.name)
+    return into
+
+
 # --- teardown and drills ------------------------------------------------------
 
 

@@ -82,6 +82,21 @@ class Lab:
         )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed check saves every node's journal and console as they were, for that check."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    lab = getattr(item, "funcargs", {}).get("lab")
+    if report.when != "call" or not report.failed or not isinstance(lab, Lab):
+        return
+    into = lab.logs / f"failed-{item.name}"[:120]
+    saved = lab.run("logs", "--into", str(into), check=False, timeout=300)
+    where = saved.stdout.strip() or f"not saved: {saved.stderr.strip()}"
+    report.sections.append(("lab logs", where))
+    sys.stderr.write(f"\n{item.name}: {where}\n")
+
+
 def new_lab_dir() -> Path:
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
     LAB_ROOT.chmod(0o755)

@@ -59,6 +59,19 @@ def test_verify_passes_and_writes_junit(lab: Lab, tmp_path: Path) -> None:
     assert "test_member_count" in text
 
 
+def test_logs_saves_every_journal_beside_its_console(lab: Lab, tmp_path: Path) -> None:
+    into = tmp_path / "saved"
+    result = lab.run("logs", "--into", str(into), timeout=300)
+    assert str(into) in result.stdout
+    for name in SEED_METADATA:
+        journal = (into / f"{name}.journal").read_text()
+        assert "journal not collected" not in journal, journal[:500]
+        assert "etcd.service" in journal, name
+        assert "fleet.service" in journal, name
+        assert (lab.logs / f"{name}.journal").read_text()
+        assert (into / f"{name}.log").stat().st_size > 0, name
+
+
 def test_a_key_written_on_core_01_is_read_on_core_03(lab: Lab) -> None:
     key, value = f"/lab-test/{uuid.uuid4().hex}", uuid.uuid4().hex
     lab.run("exec", "core-01", "--", "env", "ETCDCTL_API=3", "etcdctl", "put", key, value)
