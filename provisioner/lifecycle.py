@@ -454,8 +454,7 @@ class Run:
 
         def etcd_ready() -> str | None:
             # the host's answer when it has one; etcdctl on a node only when it cannot tell
-            seen = host_view.etcd_ready()
-            return seen if seen is not None else readiness.etcd_healthy(self.config, first)
+            return host_view.etcd_ready_or(lambda: readiness.etcd_healthy(self.config, first))
 
         etcd = readiness.poll(
             "etcd",
@@ -471,7 +470,9 @@ class Run:
 
         def round_trip() -> str:
             try:
-                trip = readiness.etcd_round_trip(self.config, self.runners)
+                trip = readiness.etcd_round_trip(
+                    readiness.member_urls(self.config), self.runners, host_view
+                )
             except BaseException:
                 failed.set()  # the fleet check need not wait out its deadline
                 raise

@@ -74,9 +74,10 @@ class PlainProgress(_Rows):
         stamp = time.strftime("%H:%M:%S")
         took = f" after {row.elapsed:.1f}s" if status != "running" else ""
         extra = f": {detail}" if detail else ""
-        print(
-            f"{stamp} {subject:<10} {phase:<12} {status}{took}{extra}", file=self.stream, flush=True
-        )
+        line = f"{stamp} {subject:<10} {phase:<12} {status}{took}{extra}\n"
+        with self.lock:  # one write per line: node threads report at the same moment
+            self.stream.write(line)
+            self.stream.flush()
 
     def close(self) -> None:
         return None

@@ -34,6 +34,7 @@ T = TypeVar("T")
 POLL = 2.0
 HOST_POLL = 1.0  # the host's own probes of the guests' etcd cost the guests next to nothing
 HOST_PROBE_TIMEOUT = 3.0
+HOST_ROUND_TRIP_TIMEOUT = 10.0  # a commit under emulation can stall; etcdctl gets as long
 ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
 
 
@@ -118,13 +119,23 @@ def member_endpoints(config: LabConfig) -> list[str]:
     return [f"http://{member.ip}:2379" for member in config.members]
 
 
+def member_urls(config: LabConfig) -> dict[str, str]:
+    """Every etcd member's name and client URL, in the lab's order."""
+    names = [member.name for member in config.members]
+    return dict(zip(names, member_endpoints(config), strict=True))
+
+
 # --- the host's view first --------------------------------------------------------
 #
 # Under emulation every etcdctl or fleetctl started in a guest costs it seconds of
 # CPU it needs for booting. While the host, over the lab network, can see that
 # etcd is not healthy yet or that fleet has not registered every machine, the
-# checks over SSH are not worth running; once it sees them ready (or cannot reach
-# the guests at all, say with etcd listening on loopback only), they decide.
+# checks over SSH are not worth running; once it sees them ready, they decide.
+# While some member does not answer the host at all, etcd has not started there
+# yet, or it listens where the host cannot reach (loopback only, say): etcdctl on
+# a node tells the two apart, but only now and then, since until etcd starts it
+# would cost a booting guest seconds for nothing.
+HOST_BLIND_EVERY = 10  # host polls between two etcdctl checks while a member is silent
 
 
 def member_health_from_host(url: str, timeout: float = HOST_PROBE_TIMEOUT) -> bool | None:
@@ -141,31 +152,45 @@ def member_health_from_host(url: str, timeout: float = HOST_PROBE_TIMEOUT) -> bo
 
 class HostView:
     """The host's probes of etcd and fleet (``members``: name -> client URL); once
-    none of them answers it stands aside for good and the SSH checks decide."""
+    etcdctl on a node finds etcd healthy while the host still cannot see every
+    member, it stands aside for good and the SSH checks decide."""
 
     def __init__(self, members: Mapping[str, str], timeout: float = HOST_PROBE_TIMEOUT) -> None:
         self.members = dict(members)
         self.timeout = timeout
         self.etcd = EtcdClient(list(self.members.values()), timeout=timeout)
         self.reachable = True
+        self._silent_polls = 0
+
+    def etcd_ready_or(self, over_ssh: Callable[[], str | None]) -> str | None:
+        """The etcd check: the host's answer when it sees every member; while some
+        member is silent, ``over_ssh`` (etcdctl on a node) on every
+        :data:`HOST_BLIND_EVERY`-th such poll, NodeError on the others."""
+        seen = self.etcd_ready()
+        if seen is not None:
+            return seen
+        if self.reachable:
+            self._silent_polls += 1
+            if self._silent_polls % HOST_BLIND_EVERY:
+                raise NodeError("etcd", "not every member answers the host yet")
+        answer = over_ssh()
+        if answer is not None:
+            self.reachable = False  # healthy, though the host cannot see it all
+        return answer
 
     @classmethod
     def for_lab(cls, config: LabConfig) -> HostView:
-        names = [member.name for member in config.members]
-        return cls(dict(zip(names, member_endpoints(config), strict=True)))
+        return cls(member_urls(config))
 
     def etcd_ready(self) -> str | None:
         """The etcd check, from the host: a summary once every member answers healthy
         on ``/health`` and the member list has them all started; NodeError while
-        not; None when the host cannot see every member (the SSH check decides)."""
+        not; None when the host cannot see every member."""
         if not self.reachable:
             return None
         seen = {
             name: member_health_from_host(url, self.timeout) for name, url in self.members.items()
         }
-        if all(healthy is None for healthy in seen.values()):
-            self.reachable = False
-            return None
         sick = [name for name, healthy in seen.items() if healthy is False]
         if sick:
             raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
@@ -184,6 +209,37 @@ class HostView:
                 f"{len(started)} of {expected} etcd members have started (seen from the host)",
             )
         return f"{expected}/{expected} members healthy"
+
+    def write_and_read(self, key: str, value: str) -> list[str] | None:
+        """Put ``key`` through the first member's client URL, then read it back
+        through every member's, each read linearizable and served by that member;
+        the members read, NodeError naming one that answered wrongly, or None when
+        the host could not write (the round trip over SSH decides)."""
+        if not self.reachable:
+            return None
+        names = list(self.members)
+        try:
+            self._client(names[0]).put(key, value)
+        except EtcdError:
+            return None
+
+        def read(name: str) -> None:
+            try:
+                found = self._client(name).get(key)
+            except EtcdError as exc:
+                raise NodeError(
+                    name, f"could not read {key} (from the host): {exc.message}"
+                ) from None
+            got = found.value if found is not None else None
+            if got != value:
+                raise NodeError(name, f"read {got!r} for {key} (from the host), expected {value!r}")
+
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            list(pool.map(read, names))
+        return names
+
+    def _client(self, name: str) -> EtcdClient:
+        return EtcdClient([self.members[name]], timeout=HOST_ROUND_TRIP_TIMEOUT)
 
     def fleet_not_registered(self, machine_ids: Mapping[str, str]) -> None:
         """NodeError while fleet's registry, read from the host, lacks a node's machine."""
@@ -225,20 +281,30 @@ def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
 READY_KEY = "/lab/ready"  # lab up's round trip; each run overwrites it, nothing piles up
 
 
-def etcd_round_trip(config: LabConfig, runners: Mapping[str, Runner]) -> str:
-    """Write a fresh value to :data:`READY_KEY` on the first member, then read it
-    back on every node at once.
+def etcd_round_trip(
+    members: Mapping[str, str], runners: Mapping[str, Runner], host: HostView | None = None
+) -> str:
+    """Write a fresh value to :data:`READY_KEY` on the first of ``members`` (name ->
+    client URL), then read it back on every node of ``runners`` at once.
 
-    The reads are linearizable (etcdctl's default), so each one goes through the
-    leader: a node that answers with this run's value sees the committed write.
-    The key stays (one small key, overwritten by the next run) rather than costing
-    the guests another etcdctl to delete it.
+    With a ``host`` view that reaches the members, the host writes through the
+    first member and reads through each member's own client URL, and only nodes
+    that are not members (workers) read with etcdctl; otherwise etcdctl on the
+    nodes does it all. The reads are linearizable (etcdctl's default too), so each
+    one goes through the leader: a node that answers with this run's value sees
+    the committed write. The key stays (one small key, overwritten by the next
+    run) rather than costing the guests another request to delete it.
     """
-    endpoints = f"--endpoints={','.join(member_endpoints(config))}"
+    endpoints = f"--endpoints={','.join(members.values())}"
     key = READY_KEY
     value = f"{uuid.uuid4().hex} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    writer = runners[config.members[0].name]
-    _ok(writer.name, writer.run([*ETCDCTL, endpoints, "put", key, value], timeout=60), "put a key")
+    writer = next(iter(members))
+    read_by_host = host.write_and_read(key, value) if host is not None else None
+    if read_by_host is None:
+        runner = runners[writer]
+        _ok(writer, runner.run([*ETCDCTL, endpoints, "put", key, value], timeout=60), "put a key")
+        read_by_host = []
+    over_ssh = {name: runner for name, runner in runners.items() if name not in read_by_host}
 
     def read(item: tuple[str, Runner]) -> None:
         name, runner = item
@@ -250,9 +316,11 @@ def etcd_round_trip(config: LabConfig, runners: Mapping[str, Runner]) -> str:
         if got != value:
             raise NodeError(name, f"read {got!r} for {key}, expected {value!r}")
 
-    with ThreadPoolExecutor(max_workers=max(1, len(runners))) as pool:
-        list(pool.map(read, runners.items()))
-    return f"{key} written on {writer.name}, read on {len(runners)} nodes"
+    with ThreadPoolExecutor(max_workers=max(1, len(over_ssh))) as pool:
+        list(pool.map(read, over_ssh.items()))
+    readers = len(read_by_host) + len(over_ssh)
+    how = f" ({len(read_by_host)} through their etcd from the host)" if read_by_host else ""
+    return f"{key} written on {writer}, read on {readers} nodes{how}"
 
 
 def fleet_machines(config: LabConfig, runner: Runner, machine_ids: Mapping[str, str]) -> str | None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from provisioner.errors import NodeError
-from provisioner.readiness import HostView, member_health_from_host
+from provisioner.guest.fleet.etcd import EtcdClient
+from provisioner.readiness import (
+    HOST_BLIND_EVERY,
+    READY_KEY,
+    HostView,
+    etcd_round_trip,
+    member_health_from_host,
+)
+from provisioner.remote.local import LocalRunner
+from provisioner.remote.runner import CommandResult, Runner
 from tests.etcd_support import EtcdMember, Etcds
 from tests.fleet_support import FleetCluster
 from tests.loopback import free_ports, wait_for
@@ -55,11 +65,44 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
         etcds.stop_all()
 
 
-def test_view_stands_aside_when_the_host_reaches_no_member() -> None:
+def test_a_silent_member_gets_etcdctl_only_now_and_then() -> None:
+    # nothing listens yet: etcd has not started, or listens where the host cannot reach
     view = HostView({"core-01": nobody()}, timeout=1.0)
     assert view.etcd_ready() is None
+    calls: list[int] = []
+
+    def not_healthy_over_ssh() -> str | None:
+        calls.append(1)
+        raise NodeError("core-01", "etcd not healthy yet: no answer")
+
+    for poll in range(1, 2 * HOST_BLIND_EVERY + 1):
+        if poll % HOST_BLIND_EVERY:
+            with pytest.raises(NodeError, match="not every member answers the host yet"):
+                view.etcd_ready_or(not_healthy_over_ssh)
+        else:
+            with pytest.raises(NodeError, match="etcd not healthy yet: no answer"):
+                view.etcd_ready_or(not_healthy_over_ssh)
+    assert len(calls) == 2
+    assert view.reachable  # not started yet: the host keeps watching
+
+
+def test_view_stands_aside_when_etcdctl_sees_what_the_host_cannot() -> None:
+    view = HostView({"core-01": nobody()}, timeout=1.0)
+    for _ in range(HOST_BLIND_EVERY - 1):
+        with pytest.raises(NodeError):
+            view.etcd_ready_or(lambda: "1/1 members healthy")
+    assert view.etcd_ready_or(lambda: "1/1 members healthy") == "1/1 members healthy"
     assert not view.reachable
-    view.fleet_not_registered({"core-01": "0" * 32})  # no longer probes: the SSH checks decide
+    # from now on etcdctl decides at once, and fleet's registry is no longer read
+    assert view.etcd_ready_or(lambda: "1/1 members healthy") == "1/1 members healthy"
+    view.fleet_not_registered({"core-01": "0" * 32})
+
+
+def test_the_host_answer_needs_no_etcdctl(etcd: EtcdMember) -> None:
+    def unused() -> str | None:
+        raise AssertionError("etcdctl ran although the host sees every member")
+
+    assert HostView({"default": etcd.client_url}).etcd_ready_or(unused) == "1/1 members healthy"
 
 
 def test_fleet_registration_as_the_host_sees_it(etcd: EtcdMember, cluster: FleetCluster) -> None:
@@ -70,3 +113,48 @@ def test_fleet_registration_as_the_host_sees_it(etcd: EtcdMember, cluster: Fleet
     two = cluster.start_machine("two")
     view.fleet_not_registered({"one": one.machine_id, "two": two.machine_id})
     assert view.reachable
+
+
+class MustNotRun:
+    """A node whose commands must not run: the host has done its part."""
+
+    @property
+    def name(self) -> str:
+        return "core-01"
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> CommandResult:
+        raise AssertionError(f"ran {list(argv)} on {self.name}")
+
+    def upload(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        raise AssertionError(f"uploaded {local} to {self.name}")
+
+    def close(self) -> None:
+        return None
+
+
+def test_round_trip_with_etcdctl_on_every_node(etcd: EtcdMember) -> None:
+    runners: dict[str, Runner] = {
+        "core-01": LocalRunner(name="core-01"),
+        "core-02": LocalRunner(name="core-02"),
+    }
+    summary = etcd_round_trip({"core-01": etcd.client_url}, runners)
+    assert summary == f"{READY_KEY} written on core-01, read on 2 nodes"
+    first = EtcdClient([etcd.client_url]).get(READY_KEY)
+    assert first is not None
+    assert len(first.value.split()[0]) == 32
+    etcd_round_trip({"core-01": etcd.client_url}, runners)
+    again = EtcdClient([etcd.client_url]).get(READY_KEY)
+    assert again is not None
+    assert again.value != first.value  # each run writes its own value, over the same key
+
+
+def test_round_trip_from_the_host_leaves_only_workers_to_etcdctl(etcd: EtcdMember) -> None:
+    members = {"core-01": etcd.client_url}
+    runners: dict[str, Runner] = {"core-01": MustNotRun(), "worker-01": LocalRunner(name="w")}
+    summary = etcd_round_trip(members, runners, HostView(members))
+    assert summary == (
+        f"{READY_KEY} written on core-01, read on 2 nodes (1 through their etcd from the host)"
+    )
+    assert HostView({"core-01": nobody()}).write_and_read(READY_KEY, "x") is None

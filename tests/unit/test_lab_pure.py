@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -57,6 +59,35 @@ def test_plain_progress_lines_are_timestamped() -> None:
     assert re.match(r"^\d\d:\d\d:\d\d core-01\s+boot\s+running$", lines[0])
     assert re.match(r"^\d\d:\d\d:\d\d core-01\s+boot\s+ok after \d+\.\ds: booted$", lines[1])
     assert ("core-01", "boot") in progress.phase_times
+
+
+class _PieceByPiece(io.StringIO):
+    """A stream that yields the GIL inside every write, as a terminal or pipe can."""
+
+    def write(self, text: str) -> int:
+        for char in text:
+            super().write(char)
+            time.sleep(0)
+        return len(text)
+
+
+def test_plain_progress_lines_stay_whole_when_nodes_report_at_once() -> None:
+    out = _PieceByPiece()
+    progress = PlainProgress(out)
+
+    def report(node: str) -> None:
+        for _ in range(20):
+            progress.update(node, "ssh banner", "running")
+
+    threads = [threading.Thread(target=report, args=(f"core-0{i}",)) for i in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 80
+    for line in lines:
+        assert re.match(r"^\d\d:\d\d:\d\d core-0\d\s+ssh banner\s+running$", line), line
 
 
 def test_poll_names_what_it_waited_for() -> None:
