@@ -190,9 +190,15 @@ class Run:
                 hint="`lab box build` adds it again",
             ) from exc
         self.progress.update(LAB, "box", "running", f"pool volume {volume.name}")
+        from provisioner.box.build import list_boxes
+
+        kept = {box.vagrant_name for box in list_boxes()} | {vagrant_name}
         with file_lock(host_lock_path(), "the box upload"), LibvirtHost.open() as host:
             made = host.ensure_box_volume(volume, DEFAULT_POOL)  # the Vagrantfile's pool
-        return "uploaded into the pool" if made else "in the pool"
+            # copies of boxes the cache has let go, once no lab's disk backs onto them
+            removed = host.remove_unused_box_volumes(kept, DEFAULT_POOL)
+        where = "uploaded into the pool" if made else "in the pool"
+        return where + (f"; {len(removed)} unused old box volumes removed" if removed else "")
 
     # network -------------------------------------------------------------
 

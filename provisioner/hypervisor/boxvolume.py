@@ -11,10 +11,15 @@ for (``handle_box_image.rb``), and vagrant finds it there.
 The name (``get_volume_name``): the box name with ``/`` as ``-VAGRANTSLASH-``,
 ``_vagrant_box_image_``, the box version (for version ``0`` or none: ``0_`` and
 the mtime of the box image Vagrant unpacked), then ``_box.img``.
+
+When the box changes (new guest software, a new recipe), the copy of the old one
+stays in the pool while any overlay still backs onto it; ``lab up`` removes it,
+under the same lock, once the box cache has let the box go and nothing uses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -76,3 +81,24 @@ def volume_xml(name: str, capacity: int, fmt: str = "qcow2") -> str:
 def is_complete(physical_size: int, volume: BoxVolume) -> bool:
     """An uploaded copy is byte for byte the image, so as long as it."""
     return physical_size >= volume.size
+
+
+BOX_NAMESPACE = "lab/"  # the Vagrant box names lab builds: lab/<recipe>-<key12>
+
+
+def unused_box_volumes(
+    volumes: Mapping[str, str], kept_boxes: Collection[str], used: Collection[str]
+) -> list[str]:
+    """The pool volumes of lab's boxes that may go: boxes the cache no longer keeps
+    (``kept_boxes``: their Vagrant names) whose path (``volumes``: name -> path) is
+    not ``used`` (a domain's disk, or a backing file of any volume or domain)."""
+    own = BOX_NAMESPACE.replace("/", "-VAGRANTSLASH-")
+    kept = tuple(volume_prefix(name) for name in kept_boxes)
+    return sorted(
+        name
+        for name, path in volumes.items()
+        if name.startswith(own)
+        and "_vagrant_box_image_" in name
+        and not name.startswith(kept)
+        and path not in used
+    )

@@ -13,7 +13,7 @@ import enum
 import stat
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +21,12 @@ from types import TracebackType
 import libvirt
 
 from provisioner.errors import HostError, NodeError, WaitTimeout
-from provisioner.hypervisor.boxvolume import BoxVolume, is_complete, volume_xml
+from provisioner.hypervisor.boxvolume import (
+    BoxVolume,
+    is_complete,
+    unused_box_volumes,
+    volume_xml,
+)
 from provisioner.hypervisor.naming import network_name, object_prefix
 from provisioner.hypervisor.network import (
     NetworkSpec,
@@ -103,6 +108,23 @@ def parse_disk_paths(domain_xml: str) -> tuple[Path, ...]:
         if path:
             paths.append(Path(path))
     return tuple(paths)
+
+
+def parse_used_files(xml: str) -> set[str]:
+    """Files a domain's or volume's XML uses: disk sources and every backing file
+    down the chain (a volume's own ``<target><path>`` is not a use)."""
+    root = ET.fromstring(xml)  # noqa: S314 - XML from the local libvirtd
+    used = set()
+    if root.tag == "domain":
+        for source in root.iter("source"):
+            path = source.get("file") or source.get("dev")
+            if path:
+                used.add(path)
+    for backing in root.iter("backingStore"):
+        path_element = backing.find("path")
+        if path_element is not None and path_element.text:
+            used.add(path_element.text.strip())
+    return used
 
 
 def qemu_unreachable_dir(path: Path) -> Path | None:
@@ -360,6 +382,28 @@ class LibvirtHost:
                 raise HostError(f"cannot upload {volume.source} into pool {pool}: {exc}") from exc
             raise
         return True
+
+    def remove_unused_box_volumes(
+        self, kept_boxes: Collection[str], pool: str = "default"
+    ) -> tuple[str, ...]:
+        """Delete the pool copies of lab's boxes that the box cache no longer keeps
+        and that no volume or domain uses (as a disk or an overlay's backing file);
+        the names deleted. Call it under the host lock, as the upload is."""
+        pool_obj = self._pool(pool)
+        if pool_obj is None or not pool_obj.isActive():
+            return ()
+        volumes = {vol.name(): vol for vol in pool_obj.listAllVolumes(0)}
+        used: set[str] = set()
+        for xml in [vol.XMLDesc(0) for vol in volumes.values()] + [
+            dom.XMLDesc(0) for dom in self._conn.listAllDomains(0)
+        ]:
+            used |= parse_used_files(xml)
+        paths = {name: vol.path() for name, vol in volumes.items()}
+        removed = []
+        for name in unused_box_volumes(paths, kept_boxes, used):
+            self._call(name, "delete the unused box volume", volumes[name].delete, 0)
+            removed.append(name)
+        return tuple(removed)
 
     def _lookup_network(self, name: str) -> libvirt.virNetwork | None:
         try:

@@ -250,3 +250,45 @@ def test_the_box_is_uploaded_once_and_an_incomplete_copy_again(
 
     with pytest.raises(HostError, match="does not exist"):
         system.ensure_box_volume(volume, f"{scratch_pool}-missing")
+
+
+def test_old_box_volumes_go_once_nothing_backs_onto_them(
+    system: LibvirtHost, scratch_pool: str
+) -> None:
+    from provisioner.hypervisor.boxvolume import volume_name
+
+    pool = system.connection.storagePoolLookupByName(scratch_pool)
+
+    def volume(name: str, backing: str = "") -> str:
+        chain = (
+            f"<backingStore><path>{backing}</path><format type='qcow2'/></backingStore>"
+            if backing
+            else ""
+        )
+        xml = (
+            f"<volume><name>{name}</name><capacity unit='M'>16</capacity>"
+            f"<target><format type='qcow2'/></target>{chain}</volume>"
+        )
+        return str(pool.createXML(xml, 0).path())
+
+    old = volume_name("lab/default-aaaaaaaaaaaa", "0", 1)
+    backed = volume_name("lab/default-bbbbbbbbbbbb", "0", 2)
+    current = volume_name("lab/default-cccccccccccc", "0", 3)
+    volume(old)
+    volume("lab-it-overlay_core-01.img", volume(backed))  # a lab's disk on an old box
+    volume(current)
+    volume("not-lab-VAGRANTSLASH-x_vagrant_box_image_0_1_box.img")
+
+    removed = system.remove_unused_box_volumes(["lab/default-cccccccccccc"], scratch_pool)
+    assert removed == (old,)
+    left = set(pool.listVolumes())
+    assert left == {
+        backed,
+        current,
+        "lab-it-overlay_core-01.img",
+        "not-lab-VAGRANTSLASH-x_vagrant_box_image_0_1_box.img",
+    }
+    # the lab that used the old box is gone: now its copy goes too
+    pool.storageVolLookupByName("lab-it-overlay_core-01.img").delete(0)
+    assert system.remove_unused_box_volumes(["lab/default-cccccccccccc"], scratch_pool) == (backed,)
+    assert system.remove_unused_box_volumes([], "lab-it-no-such-pool") == ()

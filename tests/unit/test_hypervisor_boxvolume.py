@@ -66,3 +66,20 @@ def test_a_copy_shorter_than_the_image_is_incomplete() -> None:
     volume = BoxVolume("v", Path("/x"), capacity=10, size=100)
     assert boxvolume.is_complete(100, volume)
     assert not boxvolume.is_complete(99, volume)
+
+
+def test_only_lab_boxes_the_cache_let_go_and_nothing_uses_are_unused() -> None:
+    old = boxvolume.volume_name("lab/default-aaaaaaaaaaaa", "0", 1)
+    in_use = boxvolume.volume_name("lab/default-bbbbbbbbbbbb", "0", 2)
+    kept = boxvolume.volume_name("lab/default-cccccccccccc", "0", 3)
+    volumes = {
+        old: "/pool/old.img",
+        in_use: "/pool/in-use.img",
+        kept: "/pool/kept.img",
+        "lab-vm-1_core-01.img": "/pool/overlay.img",  # a lab's disk, not a box
+        "someone-VAGRANTSLASH-box_vagrant_box_image_0_1_box.img": "/pool/theirs.img",
+    }
+    unused = boxvolume.unused_box_volumes(
+        volumes, ["lab/default-cccccccccccc"], {"/pool/in-use.img", "/pool/overlay.img"}
+    )
+    assert unused == [old]

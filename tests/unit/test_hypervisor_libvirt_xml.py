@@ -10,6 +10,7 @@ from provisioner.hypervisor.libvirt import (
     DomainState,
     parse_console_log_path,
     parse_disk_paths,
+    parse_used_files,
     qemu_unreachable_dir,
 )
 
@@ -78,3 +79,35 @@ def test_first_unsearchable_directory_is_found(tmp_path: Path) -> None:
     assert qemu_unreachable_dir(target) == private
     private.chmod(0o711)
     assert qemu_unreachable_dir(target) in (None, *tmp_path.parents)
+
+
+# A running domain lists its disks' backing chain; a pool volume names its backing file.
+RUNNING = """<domain type='qemu'><name>lab-demo_core-01</name><devices>
+  <disk type='file' device='disk'>
+    <source file='/var/lib/libvirt/images/lab-demo_core-01.img' index='2'/>
+    <backingStore type='file' index='3'>
+      <format type='qcow2'/>
+      <source file='/var/lib/libvirt/images/lab-VAGRANTSLASH-d-abc_vagrant_box_image_0_1_box.img'/>
+      <backingStore/>
+    </backingStore>
+    <target dev='vda' bus='virtio'/>
+  </disk>
+</devices></domain>"""
+OVERLAY = """<volume type='file'><name>lab-demo_core-01.img</name>
+  <target><path>/var/lib/libvirt/images/lab-demo_core-01.img</path></target>
+  <backingStore>
+    <path>/var/lib/libvirt/images/lab-VAGRANTSLASH-d-abc_vagrant_box_image_0_1_box.img</path>
+    <format type='qcow2'/>
+  </backingStore>
+</volume>"""
+BOX = """<volume type='file'><name>lab-VAGRANTSLASH-d-abc_vagrant_box_image_0_1_box.img</name>
+  <target><path>/var/lib/libvirt/images/lab-VAGRANTSLASH-d-abc_vagrant_box_image_0_1_box.img</path></target>
+</volume>"""
+
+
+def test_used_files_are_disks_and_backing_files_not_a_volume_itself() -> None:
+    images = "/var/lib/libvirt/images"
+    box = f"{images}/lab-VAGRANTSLASH-d-abc_vagrant_box_image_0_1_box.img"
+    assert parse_used_files(RUNNING) == {f"{images}/lab-demo_core-01.img", box}
+    assert parse_used_files(OVERLAY) == {box}
+    assert parse_used_files(BOX) == set()
