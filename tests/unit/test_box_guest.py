@@ -118,7 +118,11 @@ def test_the_shipped_config_drive_rule_starts_the_agent_unit() -> None:
     assert [r.name for r in rules] == ["90-configdrive.rules"]
     text = rules[0].read_text()
     assert 'ENV{ID_FS_LABEL}=="config-2"' in text
-    wanted = text.split('ENV{SYSTEMD_WANTS}+="', 1)[1].split('"', 1)[0]
-    assert (source / "cloudinit" / "units" / wanted).is_file()
-    unit = (source / "cloudinit" / "units" / wanted).read_text()
-    assert "udev-settle" not in unit
+    wanted = text.split('ENV{SYSTEMD_WANTS}+="', 1)[1].split('"', 1)[0].split()
+    assert wanted == ["lab-configdrive-keys.service", "coreos-cloudinit-configdrive.service"]
+    for name in wanted:
+        unit = (source / "cloudinit" / "units" / name).read_text()
+        assert "udev-settle" not in unit
+    # the keys first: the agent never writes authorized_keys while the early step does
+    keys = (source / "cloudinit" / "units" / wanted[0]).read_text()
+    assert "Before=coreos-cloudinit-configdrive.service" in keys

@@ -59,6 +59,7 @@ def test_default_recipe_parses_with_the_required_guest_pieces() -> None:
     assert [i.reference for i in recipe.docker_images] == ["busybox:latest"]
     assert dict(recipe.guest.commands) == {
         "coreos-cloudinit": "provisioner.guest.cloudinit.main:main",
+        "lab-configdrive-keys": "provisioner.guest.cloudinit.sshkeys:main",
         "fleetd": "provisioner.guest.fleet.fleetd:main",
         "fleetctl": "provisioner.guest.fleet.fleetctl:main",
     }

@@ -19,6 +19,7 @@ from provisioner.guest.cloudinit.config import (
 )
 from provisioner.guest.cloudinit.errors import CloudInitError
 from provisioner.guest.cloudinit.goformat import quote, value
+from provisioner.guest.cloudinit.sshkeys import merge_authorized_keys
 from provisioner.guest.cloudinit.userdata import (
     Addresses,
     Format,
@@ -235,11 +236,11 @@ def test_etc_hosts_oem_and_env_file() -> None:
 @pytest.mark.unit
 def test_merge_authorized_keys_replaces_the_managed_set_only() -> None:
     existing = "ssh-rsa VAGRANT vagrant\nssh-rsa OLD old\n"
-    merged = render.merge_authorized_keys(
+    merged = merge_authorized_keys(
         existing, ["ssh-rsa OLD old"], ["ssh-rsa NEW new", "ssh-rsa NEW new"]
     )
     assert merged == "ssh-rsa VAGRANT vagrant\nssh-rsa NEW new\n"
-    assert render.merge_authorized_keys(merged, ["ssh-rsa NEW new"], ["ssh-rsa NEW new"]) == merged
+    assert merge_authorized_keys(merged, ["ssh-rsa NEW new"], ["ssh-rsa NEW new"]) == merged
 
 
 @pytest.mark.unit

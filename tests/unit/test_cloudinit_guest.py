@@ -57,9 +57,21 @@ def test_units_are_well_formed(unit: Path) -> None:
     assert "Unit" in sections(text)
 
 
-@pytest.mark.parametrize(
-    "unit", [unit for unit in UNITS if unit.suffix == ".service"], ids=lambda path: path.name
-)
+AGENT_SERVICES = [u for u in UNITS if u.suffix == ".service" and u.name.startswith("coreos-")]
+
+
+def test_the_early_keys_service_runs_before_the_agent_on_the_same_drive() -> None:
+    text = (PACKAGE / "units" / "lab-configdrive-keys.service").read_text()
+    agent = (PACKAGE / "units" / "coreos-cloudinit-configdrive.service").read_text()
+    assert unit_values(text, "Before") == ["coreos-cloudinit-configdrive.service"]
+    assert unit_values(text, "Type") == ["oneshot"]
+    (condition,) = unit_values(agent, "ConditionPathExists")
+    assert unit_values(text, "ConditionPathExists") == [condition]
+    (command,) = unit_values(text, "ExecStart")
+    assert shlex.split(command) == ["/usr/bin/lab-configdrive-keys", condition]
+
+
+@pytest.mark.parametrize("unit", AGENT_SERVICES, ids=lambda path: path.name)
 def test_services_run_the_agent_with_flags_it_accepts(unit: Path) -> None:
     text = unit.read_text()
     assert unit_values(text, "Type") == ["oneshot"]

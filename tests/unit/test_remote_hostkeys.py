@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from provisioner.errors import RemoteError
-from provisioner.guest.cloudinit.apply import AUTHORIZING_KEYS
+from provisioner.guest.cloudinit.sshkeys import AUTHORIZING_KEYS
 from provisioner.remote.hostkeys import (
     BEGIN_MARKER,
     END_MARKER,

@@ -8,6 +8,7 @@ use. On failure the console logs' paths are printed (pytest keeps its tmp dirs).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import time
@@ -73,9 +74,11 @@ def wait_for_login(guest: QemuGuest, runner: SSHRunner, timeout: float) -> None:
 
 def make_guest(box: BuiltBox, workdir: Path, name: str, key: Path) -> QemuGuest:
     public = key.with_suffix(".pub").read_text().strip()
-    return QemuGuest(
-        GuestSpec(image=box.image, workdir=workdir, name=name, user_data=user_data(name, public))
-    )
+    # the key in the drive's metadata too, as lab's config drives carry it
+    meta = json.dumps({"uuid": name, "public_keys": {"lab": public}}) + "\n"
+    text = user_data(name, public)
+    spec = GuestSpec(image=box.image, workdir=workdir, name=name, user_data=text, meta_data=meta)
+    return QemuGuest(spec)
 
 
 def boot(guest: QemuGuest, key: Path) -> Booted:
@@ -233,7 +236,23 @@ def test_box_guest_applies_cloud_config_and_runs_its_services(
         assert ssh_key.with_suffix(".pub").read_text().split()[1] in keys
         assert "vagrant" not in keys.lower()
 
+    def drive_keys_first() -> None:
+        # the config drive's keys are authorized before the agent has even started
+        unit = "lab-configdrive-keys.service"
+        journal = run(first, ["journalctl", "-b", "-o", "cat", "-u", unit])
+        assert re.search(r"Authorizing [1-9]\d* SSH keys for user 'core'", journal), journal
+
+        def stamp(name: str, prop: str) -> int:
+            return int(run(first, ["systemctl", "show", "-P", prop, name]).strip())
+
+        done = stamp(unit, "ExecMainExitTimestampMonotonic")
+        agent = stamp("coreos-cloudinit-configdrive.service", "ExecMainStartTimestampMonotonic")
+        assert 0 < done <= agent, (done, agent)
+        managed = run(first, ["cat", "/home/core/.ssh/authorized_keys.d/coreos-cloudinit"])
+        assert ssh_key.with_suffix(".pub").read_text().split()[1] in managed
+
     for label, body in [
+        ("config drive keys first", drive_keys_first),
         ("hostname", hostname),
         ("write_files", written_file),
         ("enabled unit", enabled_unit),

@@ -28,16 +28,18 @@ from provisioner.guest.cloudinit import render, schema
 from provisioner.guest.cloudinit.config import CloudConfig, EnvSection, File, Unit
 from provisioner.guest.cloudinit.datasource import Metadata
 from provisioner.guest.cloudinit.errors import ApplyError
+from provisioner.guest.cloudinit.sshkeys import (
+    AUTHORIZING_KEYS,
+    CORE_USER,
+    DEFAULT_SSH_KEY_NAME,
+    merge_authorized_keys,
+)
 from provisioner.guest.cloudinit.system import Host, Systemd, Users
 from provisioner.guest.cloudinit.userdata import Addresses
 
 log = logging.getLogger(__name__)
-# On the console too: lab waits for it before it tries to log in (provisioner.remote.hostkeys).
-AUTHORIZING_KEYS = "Authorizing %d SSH keys for user '%s'"
 
-DEFAULT_SSH_KEY_NAME = "coreos-cloudinit"
 DEFAULT_WORKSPACE = "/var/lib/coreos-cloudinit"
-CORE_USER = "core"
 UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
@@ -270,7 +272,7 @@ def _authorize_keys(run: _Run, name: str, keys: list[str]) -> None:
     previous = (files.read(managed) or "").splitlines()
     wanted = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
     files.write(managed, "".join(key + "\n" for key in wanted).encode(), 0o600, uid, gid)
-    merged = render.merge_authorized_keys(files.read(authorized) or "", previous, wanted)
+    merged = merge_authorized_keys(files.read(authorized) or "", previous, wanted)
     files.write(authorized, merged.encode(), 0o600, uid, gid)
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from provisioner.guest.cloudinit import VERSION
 from provisioner.guest.cloudinit.apply import (
-    DEFAULT_SSH_KEY_NAME,
     DEFAULT_WORKSPACE,
     Machine,
     apply_cloud_config,
@@ -42,6 +41,7 @@ from provisioner.guest.cloudinit.datasource import (
     wait_for_datasource,
 )
 from provisioner.guest.cloudinit.errors import CloudInitError
+from provisioner.guest.cloudinit.sshkeys import DEFAULT_SSH_KEY_NAME
 from provisioner.guest.cloudinit.system import (
     KernelHost,
     SystemctlSystemd,

@@ -7,7 +7,7 @@ merges into an existing file) and returns text or units; the agent writes them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from provisioner.guest.cloudinit.config import CloudConfig, DropIn, EnvSection, Oem, Unit, Update
 from provisioner.guest.cloudinit.errors import CloudInitError
@@ -137,17 +137,3 @@ def merge_env_file(existing: str, values: Mapping[str, str]) -> str:
             out.append(match.group(1) + "\n")
     out.extend(f"{key}={pending[key]}\n" for key in sorted(pending))
     return "".join(out)
-
-
-def merge_authorized_keys(existing: str, previous: Iterable[str], keys: Iterable[str]) -> str:
-    """authorized_keys with the managed key set replaced and other lines kept.
-
-    ``previous`` is what this agent managed last time (lines it may remove),
-    ``keys`` what it manages now (appended when missing).
-    """
-    wanted = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
-    stale = {key.strip() for key in previous} - set(wanted)
-    lines = [line for line in existing.splitlines() if line.strip() not in stale]
-    present = {line.strip() for line in lines}
-    lines.extend(key for key in wanted if key not in present)
-    return "".join(line + "\n" for line in lines)
