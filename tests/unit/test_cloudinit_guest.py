@@ -60,10 +60,11 @@ def test_units_are_well_formed(unit: Path) -> None:
 AGENT_SERVICES = [u for u in UNITS if u.suffix == ".service" and u.name.startswith("coreos-")]
 
 
-def test_the_early_keys_service_runs_before_the_agent_on_the_same_drive() -> None:
+def test_the_early_keys_service_runs_beside_the_agent_on_the_same_drive() -> None:
     text = (PACKAGE / "units" / "lab-configdrive-keys.service").read_text()
     agent = (PACKAGE / "units" / "coreos-cloudinit-configdrive.service").read_text()
-    assert unit_values(text, "Before") == ["coreos-cloudinit-configdrive.service"]
+    assert unit_values(text, "Before") == []
+    assert "lab-configdrive-keys" not in " ".join(unit_values(agent, "After"))
     assert unit_values(text, "Type") == ["oneshot"]
     (condition,) = unit_values(agent, "ConditionPathExists")
     assert unit_values(text, "ConditionPathExists") == [condition]

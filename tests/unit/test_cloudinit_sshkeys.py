@@ -11,6 +11,7 @@ import pytest
 from provisioner.guest.cloudinit.sshkeys import (
     DEFAULT_SSH_KEY_NAME,
     authorize,
+    keys_lock,
     merge_authorized_keys,
     metadata_public_keys,
 )
@@ -58,3 +59,27 @@ def test_a_fresh_home_gets_its_ssh_directory(tmp_path: Path) -> None:
     assert (tmp_path / ".ssh").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / ".ssh" / "authorized_keys").read_text() == LAB_KEY + "\n"
     assert merge_authorized_keys(LAB_KEY + "\n", [LAB_KEY], []) == ""
+
+
+def test_the_key_files_are_written_under_one_lock(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with keys_lock(str(tmp_path)):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    lock = tmp_path / "run" / "lock" / "lab-authorized-keys.lock"
+    with lock.open("r+") as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        release.set()
+        holder.join(10)
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again

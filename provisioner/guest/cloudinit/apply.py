@@ -32,6 +32,7 @@ from provisioner.guest.cloudinit.sshkeys import (
     AUTHORIZING_KEYS,
     CORE_USER,
     DEFAULT_SSH_KEY_NAME,
+    keys_lock,
     merge_authorized_keys,
 )
 from provisioner.guest.cloudinit.system import Host, Systemd, Users
@@ -249,9 +250,12 @@ def _apply_users(run: _Run, config: CloudConfig) -> None:
 
 
 def _apply_ssh_keys(run: _Run) -> None:
-    for name, keys in run.keys.items():
-        log.info(AUTHORIZING_KEYS, len(keys), name)
-        _authorize_keys(run, name, keys)
+    if not run.keys:
+        return
+    with keys_lock(str(run.machine.root)):  # lab-configdrive-keys may be writing them too
+        for name, keys in run.keys.items():
+            _authorize_keys(run, name, keys)
+            log.info(AUTHORIZING_KEYS, len(keys), name)
 
 
 def _authorize_keys(run: _Run, name: str, keys: list[str]) -> None:

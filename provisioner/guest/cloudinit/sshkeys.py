@@ -10,8 +10,9 @@ before the agent has even loaded: the agent needs many seconds to start on an
 emulated guest, and until a key is there every login try (Vagrant makes one
 every couple of seconds) is a whole SSH handshake refused at the end, paid for
 by a guest that is still booting. The agent then writes the same file again,
-with the user-data's keys added, under the same name. It is ordered after this
-step, so the two never write at once.
+with the user-data's keys added, under the same name. The two run side by side
+(the agent's start is not held up); :func:`keys_lock` keeps them from writing at
+once.
 
 Standard library only, and little of it: this runs while the guest boots, when
 importing ``pathlib`` or ``tempfile`` costs an emulated guest a good part of a
@@ -22,12 +23,14 @@ second, so plain ``os`` functions do the file work.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pwd
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 # On the console too: lab waits for it before it tries to log in (provisioner.remote.hostkeys).
 AUTHORIZING_KEYS = "Authorizing %d SSH keys for user '%s'"
@@ -35,6 +38,20 @@ DEFAULT_SSH_KEY_NAME = "coreos-cloudinit"
 CORE_USER = "core"
 METADATA = "openstack/latest/meta_data.json"
 MOUNT_POINT = "/run/lab-configdrive-keys"
+LOCK_FILE = "run/lock/lab-authorized-keys.lock"  # under the machine's root
+
+
+@contextlib.contextmanager
+def keys_lock(root: str = "/") -> Iterator[None]:
+    """Held while a user's key files are read and rewritten (by this step or the agent)."""
+    path = os.path.join(root, LOCK_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def merge_authorized_keys(existing: str, previous: Iterable[str], keys: Iterable[str]) -> str:
@@ -149,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError:
         print(f"no user {CORE_USER!r} to authorize keys for")
         return 0
+    with keys_lock():
+        authorize(account.pw_dir, account.pw_uid, account.pw_gid, keys, DEFAULT_SSH_KEY_NAME)
     print(AUTHORIZING_KEYS % (len(keys), CORE_USER), flush=True)
-    authorize(account.pw_dir, account.pw_uid, account.pw_gid, keys, DEFAULT_SSH_KEY_NAME)
     return 0
 
 
