@@ -256,10 +256,11 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze and the systemd unit set are needed")
     root = tmp_path / "root"
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    binary = root / "usr/bin/coreos-cloudinit"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\n")
-    binary.chmod(0o755)
+    (root / "usr/bin").mkdir(parents=True)
+    for command in ("coreos-cloudinit", "lab-configdrive-keys"):
+        binary = root / "usr/bin" / command
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
     target = root / "etc/systemd/system"
     shutil.copytree(UNITS, target)
     units = sorted(str(path) for path in target.iterdir())
