@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `lab up` against a floor of bare libvirt guests: prints numbers, asserts nothing.
 
-    .venv/bin/python scripts/bench_up.py [--json FILE] [--nodes 3] [--discovery MODE]
+    .venv/bin/python scripts/bench_up.py [--json FILE] [--nodes 3] [--discovery MODE] [--rounds N]
 
 In one run, on this host:
 
@@ -14,7 +14,10 @@ In one run, on this host:
    from its progress lines, while the floor's probes watch its guests from
    outside (so boot, and what comes before and after it, compare directly),
    then `lab verify`;
-3. the ratio lab up / floor, against the target 1.5 and the goal 1.2;
+3. the ratio lab up / floor, against the target 1.5 and the goal 1.2; with
+   ``--rounds N``, steps 1 and 2 (without verify) again N-1 times, each lab up
+   over the floor run just before it, and the median of those ratios, since the
+   speed of a shared host drifts from one minute to the next;
 4. `lab destroy`;
 5. per part, sampled every 0.5 s: peak host memory above the level at the part's
    start (MemAvailable), peak resident memory of the run's own QEMU processes,
@@ -41,6 +44,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -199,8 +203,14 @@ class Results:
     lab_total: float | None = None
     tool_cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # command -> CPU s
     verify_ok: bool | None = None
+    rounds: list[dict[str, float]] = dataclasses.field(default_factory=list)  # floor, lab up
     leftovers: list[str] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
+
+    def median_ratio(self) -> float | None:
+        """The median of the rounds' ratios (each lab up over the floor run just before it)."""
+        ratios = [r["lab_up"] / r["floor"] for r in self.rounds]
+        return statistics.median(ratios) if ratios else None
 
     def to_json(self) -> dict[str, Any]:
         ratio = (
@@ -226,9 +236,11 @@ class Results:
             "lab_commands_cpu_seconds": self.tool_cpu,
             "parts": {name: dataclasses.asdict(part) for name, part in self.parts.items()},
             "ratio": ratio,
+            "rounds": self.rounds,
+            "ratio_median": self.median_ratio(),
             "target": TARGET_RATIO,
             "goal": GOAL_RATIO,
-            "verdict": verdict(ratio) if ratio is not None else None,
+            "verdict": verdict(self.median_ratio() or ratio) if ratio is not None else None,
             "leftovers": self.leftovers,
             "errors": self.errors,
         }
@@ -813,14 +825,21 @@ class Bench:
             say("box already in the libvirt pool: no warm-up needed")
         else:
             self.warm_up(self.workdir / f"bench-warm-{self.run_id}", warm_net)
-        self.floor(host, built, lab, floor_net)
-        # The floor's base image is in the page cache from staging; read
-        # vagrant-libvirt's copy once too, so both runs start warm.
-        prefix = volume_prefix(built.vagrant_name)
-        for name, path in pool_volumes(host).items():
-            if name.startswith(prefix):
-                read_through(Path(path))
-        self.lab(host, lab)
+        for number in range(1, self.args.rounds + 1):
+            # the host's speed drifts from minute to minute: each round times the floor
+            # and then lab up, and the ratios' median is the figure
+            tag = "" if number == 1 else f" #{number}"
+            floor = self.floor(host, built, lab, floor_net, tag)
+            # The floor's base image is in the page cache from staging; read
+            # vagrant-libvirt's copy once too, so both runs start warm.
+            prefix = volume_prefix(built.vagrant_name)
+            for name, path in pool_volumes(host).items():
+                if name.startswith(prefix):
+                    read_through(Path(path))
+            up = self.lab(host, lab, tag, verify=number == 1)
+            if up is not None:
+                self.results.rounds.append({"floor": floor.total, "lab_up": up})
+                say(f"round {number}: ratio {up / floor.total:.2f}")
 
     def describe_host(self, host: LibvirtHost) -> None:
         others = other_domains(host, self.run_id)
@@ -867,9 +886,15 @@ class Bench:
         say(f"warm-up: {cleanup()}")
 
     def floor(
-        self, host: LibvirtHost, built: BuiltBox, lab: LabConfig, subnet: ipaddress.IPv4Network
-    ) -> None:
-        floor = Floor(self.run_id, self.workdir, lab, subnet, self.accel)
+        self,
+        host: LibvirtHost,
+        built: BuiltBox,
+        lab: LabConfig,
+        subnet: ipaddress.IPv4Network,
+        tag: str = "",
+    ) -> BootTimes:
+        run = self.run_id + (f"r{tag.strip(' #')}" if tag else "")
+        floor = Floor(run, self.workdir, lab, subnet, self.accel)
         self.cleanups.add(
             f"floor {floor.name}",
             lambda: floor.cleanup(host, self.logs if self.keep_logs() else None),
@@ -878,7 +903,7 @@ class Bench:
         floor.stage(built)
         say(f"floor: {len(floor.config.nodes)} guests on {subnet}, {lab.vm_memory} MiB each")
         try:
-            with measured("floor", self.results, self.sampler, host):
+            with measured("floor" + tag, self.results, self.sampler, host):
                 began = time.monotonic()
                 floor.prepare(host, built)
                 created = floor.boot(host)
@@ -889,11 +914,16 @@ class Bench:
             raise
         # As for the lab: a guest has started when its QEMU process is seen.
         times = boot_times(began, self.sampler.first_start(floor.name) or created, seen)
-        self.results.floor = times
-        say(f"floor: {describe(times)}")
-        say(f"floor: removed {', '.join(floor.cleanup(host))}")
+        if not tag:
+            self.results.floor = times
+        say(f"floor{tag}: {describe(times)}")
+        say(f"floor{tag}: removed {', '.join(floor.cleanup(host))}")
+        return times
 
-    def lab(self, host: LibvirtHost, lab: LabConfig) -> None:
+    def lab(
+        self, host: LibvirtHost, lab: LabConfig, tag: str = "", *, verify: bool = True
+    ) -> float | None:
+        """lab up (its seconds, None if it failed), verify when asked, then destroy."""
         argv = ["up", "--nodes", str(self.args.nodes)]
         if self.args.discovery:
             argv += ["--discovery", self.args.discovery]
@@ -902,21 +932,30 @@ class Bench:
         began = time.monotonic()
         watcher = Watcher(lab.name, [n.ip for n in lab.nodes], began + UP_TIMEOUT)
         watcher.start()
+        log_name = "up.log" if not tag else f"up-{tag.strip(' #')}.log"
         try:
-            with measured("lab up", self.results, self.sampler, host):
-                up = run_lab(lab.directory, argv, self.logs / "up.log", UP_TIMEOUT)
-                record_lab_up(up, lab, self.results)
-                require_ok(up, "lab up", self.logs / "up.log")
+            with measured("lab up" + tag, self.results, self.sampler, host):
+                up = run_lab(lab.directory, argv, self.logs / log_name, UP_TIMEOUT)
+                if not tag:
+                    record_lab_up(up, lab, self.results)
+                require_ok(up, "lab up" + tag, self.logs / log_name)
         finally:
             seen = watcher.finish(grace=30.0)
         booted = self.sampler.first_start(object_prefix(lab.name))
         if seen is None or booted is None:
             problem = watcher.error or "no QEMU process of the lab was seen"
-            self.results.errors.append(f"watching lab up's guests: {problem}")
+            self.results.errors.append(f"watching lab up{tag}'s guests: {problem}")
         else:
-            self.results.lab_boot = boot_times(began, booted, seen)
-            say(f"lab up, seen from outside: {describe(self.results.lab_boot)}")
+            times = boot_times(began, booted, seen)
+            if not tag:
+                self.results.lab_boot = times
+            say(f"lab up{tag}: {up.seconds:.1f}s; seen from outside: {describe(times)}")
+        if verify:
+            self.verify(host, lab)
+        self.destroy(host, lab, tag)
+        return up.seconds
 
+    def verify(self, host: LibvirtHost, lab: LabConfig) -> None:
         say("lab verify")
         log = self.logs / "verify.log"
         with measured("lab verify", self.results, self.sampler, host):
@@ -928,12 +967,14 @@ class Bench:
         if not self.results.verify_ok:
             self.results.errors.append(f"lab verify exited {checked.returncode}; see {log}")
 
-        say("lab destroy")
-        log = self.logs / "destroy.log"
-        with measured("lab destroy", self.results, self.sampler, host):
+    def destroy(self, host: LibvirtHost, lab: LabConfig, tag: str = "") -> None:
+        say("lab destroy" + tag)
+        log = self.logs / ("destroy.log" if not tag else f"destroy-{tag.strip(' #')}.log")
+        with measured("lab destroy" + tag, self.results, self.sampler, host):
             gone = run_lab(lab.directory, ["destroy"], log, DESTROY_TIMEOUT, echo=False)
-            self.results.tool_cpu["lab destroy"] = gone.cpu_seconds
-            require_ok(gone, "lab destroy", log)
+            if not tag:
+                self.results.tool_cpu["lab destroy"] = gone.cpu_seconds
+            require_ok(gone, "lab destroy" + tag, log)
         print(f"    | {gone.stdout.strip()}", flush=True)
 
 
@@ -1011,6 +1052,15 @@ def print_summary(results: Results) -> None:
             "CPU time of the lab commands' own process trees (lab, vagrant, ruby, ssh; not QEMU): "
             + ", ".join(f"{name} {cpu:.1f}s" for name, cpu in results.tool_cpu.items())
         )
+    if len(results.rounds) > 1:
+        listed = "; ".join(
+            f"{r['lab_up'] / r['floor']:.2f} ({r['lab_up']:.1f}s / {r['floor']:.1f}s)"
+            for r in results.rounds
+        )
+        median = results.median_ratio()
+        assert median is not None
+        print(f"rounds, lab up / the floor just before it: {listed}")
+        print(f"median ratio {median:.2f}: {verdict(median)}")
     print(f"left in libvirt: {', '.join(results.leftovers) or 'nothing'}")
     for error in results.errors:
         print(f"error: {error}")
@@ -1032,6 +1082,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--discovery", help="passed to `lab up` (default: lab's own default); the floor is static"
     )
     parser.add_argument("--box", default="default", help="box recipe (default: default)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="floor-then-lab rounds; the host's speed drifts, so the median ratio is the "
+        "figure (verify runs in the first round only; default 1)",
+    )
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the logs also when the run succeeds"
     )
