@@ -140,7 +140,9 @@ class HostSampler:
         self.host_cpu: list[tuple[float, int]] = []
         self.guests_cpu: list[tuple[float, int]] = []
         self._ticks: dict[int, int] = {}  # pid -> last CPU ticks seen
-        self.started: dict[str, float] = {}  # this run's domains: when their QEMU appeared
+        # this run's QEMU processes, (domain, pid) -> when first seen: a domain booted
+        # again in a later round has a new pid
+        self.started: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meminfo", daemon=True)
 
@@ -154,9 +156,9 @@ class HostSampler:
             if self.run_id not in pid_file.stem:
                 others += 1
                 continue
-            self.started.setdefault(pid_file.stem, now)
             with contextlib.suppress(OSError, ValueError):
                 pid = int(pid_file.read_text().strip())
+                self.started.setdefault((pid_file.stem, str(pid)), now)
                 ours += parse_vm_rss_kib(Path(f"/proc/{pid}/status").read_text())
                 self._ticks[pid] = parse_process_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
         self.guests.append((now, ours))
@@ -173,9 +175,14 @@ class HostSampler:
         self._sample()
         self._thread.start()
 
-    def first_start(self, prefix: str) -> float | None:
-        """When the first QEMU process of a domain named ``prefix...`` was seen."""
-        starts = [at for name, at in self.started.items() if name.startswith(prefix)]
+    def first_start(self, prefix: str, after: float = 0.0) -> float | None:
+        """When the first QEMU process of a domain named ``prefix...`` was seen (of those
+        seen at ``after`` or later)."""
+        starts = [
+            at
+            for (name, _pid), at in self.started.items()
+            if name.startswith(prefix) and at >= after
+        ]
         return min(starts) if starts else None
 
     def stop(self) -> None:
@@ -810,15 +817,7 @@ class Bench:
         self.describe_host(host)
         built = self.box()
         floor_net, lab_net, warm_net = pick_subnets(used_networks(host), 3)
-        lab_name = f"bench-up-{self.run_id}"
-        lab_dir = self.workdir / lab_name
-        self.cleanups.add(
-            f"lab {lab_name}", lab_cleanup(lab_dir, lab_name, self.logs, self.keep_logs)
-        )
-        make_lab_dir(lab_dir, lab_name, lab_net)
-        lab = load_config(
-            lab_dir, Overrides(num_instances=self.args.nodes, discovery=self.args.discovery)
-        )
+        lab = self.new_lab(lab_net)
         # The box's one-time upload into the libvirt pool is not part of any timed run.
         if box_uploaded(pool_volumes(host), built.vagrant_name):
             self.results.warmup = {"needed": False}
@@ -829,6 +828,8 @@ class Bench:
             # the host's speed drifts from minute to minute: each round times the floor
             # and then lab up, and the ratios' median is the figure
             tag = "" if number == 1 else f" #{number}"
+            if number > 1:  # a lab directory of its own, as the floor has
+                lab = self.new_lab(lab_net, f"r{number}")
             floor = self.floor(host, built, lab, floor_net, tag)
             # The floor's base image is in the page cache from staging; read
             # vagrant-libvirt's copy once too, so both runs start warm.
@@ -840,6 +841,15 @@ class Bench:
             if up is not None:
                 self.results.rounds.append({"floor": floor.total, "lab_up": up})
                 say(f"round {number}: ratio {up / floor.total:.2f}")
+
+    def new_lab(self, subnet: ipaddress.IPv4Network, suffix: str = "") -> LabConfig:
+        name = f"bench-up-{self.run_id}{suffix}"
+        directory = self.workdir / name
+        self.cleanups.add(f"lab {name}", lab_cleanup(directory, name, self.logs, self.keep_logs))
+        make_lab_dir(directory, name, subnet)
+        return load_config(
+            directory, Overrides(num_instances=self.args.nodes, discovery=self.args.discovery)
+        )
 
     def describe_host(self, host: LibvirtHost) -> None:
         others = other_domains(host, self.run_id)
@@ -913,7 +923,8 @@ class Bench:
             print(floor.console_tails(), flush=True)
             raise
         # As for the lab: a guest has started when its QEMU process is seen.
-        times = boot_times(began, self.sampler.first_start(floor.name) or created, seen)
+        started = self.sampler.first_start(floor.name, after=began)
+        times = boot_times(began, started or created, seen)
         if not tag:
             self.results.floor = times
         say(f"floor{tag}: {describe(times)}")
@@ -941,7 +952,7 @@ class Bench:
                 require_ok(up, "lab up" + tag, self.logs / log_name)
         finally:
             seen = watcher.finish(grace=30.0)
-        booted = self.sampler.first_start(object_prefix(lab.name))
+        booted = self.sampler.first_start(object_prefix(lab.name), after=began)
         if seen is None or booted is None:
             problem = watcher.error or "no QEMU process of the lab was seen"
             self.results.errors.append(f"watching lab up{tag}'s guests: {problem}")
