@@ -66,7 +66,7 @@ def test_logs_saves_every_journal_beside_its_console(lab: Lab, tmp_path: Path) -
     for name in SEED_METADATA:
         journal = (into / f"{name}.journal").read_text()
         assert "journal not collected" not in journal, journal[:500]
-        assert "etcd.service" in journal, name
+        assert "etcd2.service" in journal, name
         assert "fleet.service" in journal, name
         assert (lab.logs / f"{name}.journal").read_text()
         assert (into / f"{name}.log").stat().st_size > 0, name
