@@ -35,9 +35,17 @@ class BoxVolume:
     size: int  # bytes of the file to upload
 
 
+IMAGE_INFIX = "_vagrant_box_image_"
+
+
+def escaped_box_name(vagrant_name: str) -> str:
+    """A box name as vagrant-libvirt writes it into volume names."""
+    return vagrant_name.replace("/", "-VAGRANTSLASH-")
+
+
 def volume_prefix(vagrant_name: str) -> str:
     """What the names of a box's pool volumes start with (any version, any disk)."""
-    return vagrant_name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+    return escaped_box_name(vagrant_name) + IMAGE_INFIX
 
 
 def volume_name(vagrant_name: str, version: str, image_mtime: int) -> str:
@@ -92,13 +100,13 @@ def unused_box_volumes(
     """The pool volumes of lab's boxes that may go: boxes the cache no longer keeps
     (``kept_boxes``: their Vagrant names) whose path (``volumes``: name -> path) is
     not ``used`` (a domain's disk, or a backing file of any volume or domain)."""
-    own = BOX_NAMESPACE.replace("/", "-VAGRANTSLASH-")
+    own = escaped_box_name(BOX_NAMESPACE)
     kept = tuple(volume_prefix(name) for name in kept_boxes)
     return sorted(
         name
         for name, path in volumes.items()
         if name.startswith(own)
-        and "_vagrant_box_image_" in name
+        and IMAGE_INFIX in name
         and not name.startswith(kept)
         and path not in used
     )

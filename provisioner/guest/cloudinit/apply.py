@@ -32,8 +32,9 @@ from provisioner.guest.cloudinit.sshkeys import (
     AUTHORIZING_KEYS,
     CORE_USER,
     DEFAULT_SSH_KEY_NAME,
+    key_paths,
     keys_lock,
-    merge_authorized_keys,
+    updated_key_files,
 )
 from provisioner.guest.cloudinit.system import Host, Systemd, Users
 from provisioner.guest.cloudinit.userdata import Addresses
@@ -267,16 +268,12 @@ def _authorize_keys(run: _Run, name: str, keys: list[str]) -> None:
             hint=f"add {name!r} under users: or create it in the image",
         )
     uid, gid = account.uid, account.gid
-    ssh = posixpath.join(account.home, ".ssh")
-    managed = posixpath.join(ssh, "authorized_keys.d", run.ssh_key_name)
-    authorized = posixpath.join(ssh, "authorized_keys")
+    ssh, managed, authorized = key_paths(account.home, run.ssh_key_name)
     files = run.files
     files.ensure_dir(ssh, 0o700, uid, gid)
     files.ensure_dir(posixpath.dirname(managed), 0o700, uid, gid)
-    previous = (files.read(managed) or "").splitlines()
-    wanted = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
-    files.write(managed, "".join(key + "\n" for key in wanted).encode(), 0o600, uid, gid)
-    merged = merge_authorized_keys(files.read(authorized) or "", previous, wanted)
+    new_managed, merged = updated_key_files(files.read(managed), files.read(authorized), keys)
+    files.write(managed, new_managed.encode(), 0o600, uid, gid)
     files.write(authorized, merged.encode(), 0o600, uid, gid)
 
 

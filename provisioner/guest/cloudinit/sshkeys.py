@@ -54,6 +54,24 @@ def keys_lock(root: str = "/") -> Iterator[None]:
         os.close(fd)
 
 
+def key_paths(home: str, name: str) -> tuple[str, str, str]:
+    """An account's ``.ssh`` directory, its managed key set ``authorized_keys.d/<name>``
+    and its ``authorized_keys``: where this step and the agent both keep the keys."""
+    ssh = os.path.join(home, ".ssh")
+    return ssh, os.path.join(ssh, "authorized_keys.d", name), os.path.join(ssh, "authorized_keys")
+
+
+def updated_key_files(
+    managed: str | None, authorized: str | None, keys: Iterable[str]
+) -> tuple[str, str]:
+    """The new managed key set and authorized_keys once ``keys`` are the managed set
+    (``managed`` and ``authorized``: the files' current text, None if missing)."""
+    wanted = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
+    previous = (managed or "").splitlines()
+    merged = merge_authorized_keys(authorized or "", previous, wanted)
+    return "".join(key + "\n" for key in wanted), merged
+
+
 def merge_authorized_keys(existing: str, previous: Iterable[str], keys: Iterable[str]) -> str:
     """authorized_keys with the managed key set replaced and other lines kept.
 
@@ -113,15 +131,12 @@ def _ensure_dir(path: str, uid: int, gid: int) -> None:
 def authorize(home: str, uid: int, gid: int, keys: Sequence[str], name: str) -> None:
     """Make ``keys`` the managed set ``name`` of the account at ``home``, merged into
     its authorized_keys (what the agent does for each user's keys)."""
-    ssh = os.path.join(home, ".ssh")
-    managed = os.path.join(ssh, "authorized_keys.d", name)
-    authorized = os.path.join(ssh, "authorized_keys")
+    ssh, managed, authorized = key_paths(home, name)
     _ensure_dir(ssh, uid, gid)
     _ensure_dir(os.path.dirname(managed), uid, gid)
-    previous = (_read(managed) or "").splitlines()
-    wanted = list(dict.fromkeys(key.strip() for key in keys if key.strip()))
-    _write(managed, "".join(key + "\n" for key in wanted), uid, gid)
-    _write(authorized, merge_authorized_keys(_read(authorized) or "", previous, wanted), uid, gid)
+    new_managed, new_authorized = updated_key_files(_read(managed), _read(authorized), keys)
+    _write(managed, new_managed, uid, gid)
+    _write(authorized, new_authorized, uid, gid)
 
 
 def _drive_metadata(device: str, target: str = MOUNT_POINT) -> str | None:
