@@ -71,6 +71,10 @@ class WaitTimeout(NodeError):  # noqa: N818 - reads as "raise WaitTimeout(node, 
     """A wait ran past its deadline; says what it waited for."""
 
 
+class NotReady(LabError):  # noqa: N818 - reads as "raise NotReady(what is missing)"
+    """What a wait waits for is not there yet; the wait tries again (see provisioner.waits)."""
+
+
 class RemoteError(LabError):
     """A command on a guest could not be run (connection, auth, host key)."""
 

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError, WaitTimeout
@@ -30,43 +29,11 @@ from provisioner.parsers import (
 )
 from provisioner.remote.runner import CommandResult, Runner
 
-T = TypeVar("T")
 POLL = 2.0
 HOST_POLL = 1.0  # the host's own probes of the guests' etcd cost the guests next to nothing
 HOST_PROBE_TIMEOUT = 3.0
 HOST_ROUND_TRIP_TIMEOUT = 10.0  # a commit under emulation can stall; etcdctl gets as long
 ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
-
-
-def poll(
-    subject: str,
-    what: str,
-    deadline: float,
-    attempt: Callable[[], T | None],
-    *,
-    interval: float = POLL,
-    cancelled: Callable[[], bool] | None = None,
-) -> T:
-    """Call ``attempt`` until it returns a value; WaitTimeout naming ``what`` at the deadline.
-
-    ``attempt`` returns None (or raises a LabError) while not ready yet; the last
-    reason is quoted in the timeout message. ``cancelled`` returning True ends the
-    wait early with a LabError (the thing being waited for has failed elsewhere).
-    """
-    last = "no answer yet"
-    while True:
-        if cancelled is not None and cancelled():
-            raise LabError(f"{subject}: stopped waiting for {what}: the lab's boot failed")
-        try:
-            result = attempt()
-        except LabError as exc:
-            last = exc.message
-            result = None
-        if result is not None:
-            return result
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(subject, f"gave up waiting for {what}; last: {last}")
-        time.sleep(interval)
 
 
 def ssh_banner(host: str, port: int = 22, timeout: float = 5.0) -> str | None:

@@ -150,3 +150,21 @@ def ensure_ssh_key(state_dir: Path) -> tuple[Path, str]:
             hint=f"recreate it: ssh-keygen -y -f {key_path} > {pub_path}",
         )
     return key_path, pub_path.read_text().strip()
+
+
+class StateFile:
+    """A lab's state as one command changes it; :meth:`save` writes it after each change."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.state = load_state(state_dir)
+
+    def save(self, phase: str | None = None) -> None:
+        """Write the state, first recording ``phase`` as done when given."""
+        if phase:
+            self.state = self.state.with_phase(phase)
+        save_state(self.state_dir, self.state)
+
+    def reload(self) -> None:
+        """Read what another step (the render) wrote meanwhile."""
+        self.state = load_state(self.state_dir)

@@ -25,21 +25,19 @@ the guest software (``provisioner/guest/``) and the builder's format version.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from provisioner.box.recipe import Recipe
 from provisioner.errors import BoxError
+from provisioner.locks import file_lock
 
 # Bump when the builder's output changes for the same inputs.
 ROOTFS_FORMAT = 1
@@ -175,29 +173,15 @@ class CachePaths:
             path.mkdir(parents=True, exist_ok=True)
 
 
-@contextlib.contextmanager
-def build_lock(paths: CachePaths, timeout: float) -> Iterator[None]:
+def build_lock(paths: CachePaths, timeout: float) -> AbstractContextManager[None]:
     """One build at a time per cache; waits up to ``timeout`` seconds for another to finish."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with paths.lock.open("a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise BoxError(
-                        f"another box build held {paths.lock} for {timeout:.0f}s",
-                        hint="wait for it to finish, or stop it and run the build again",
-                    ) from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(
+        paths.lock,
+        "the box build",
+        timeout,
+        error=BoxError,
+        hint="another box build is running: wait for it to finish, or stop it and build again",
+    )
 
 
 def mounts_under(path: Path, mountinfo: str | None = None) -> list[Path]:

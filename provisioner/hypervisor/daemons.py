@@ -18,10 +18,11 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
-from provisioner.errors import HostError, WaitTimeout
+from provisioner.errors import HostError, NotReady
 from provisioner.hypervisor.libvirt import SYSTEM_URI, connect
 from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import Runner, describe_failure
+from provisioner.waits import wait_for
 
 DAEMONS = ("virtlogd", "libvirtd")
 KVM_DEVICE = Path("/dev/kvm")
@@ -169,21 +170,23 @@ def ensure_daemons(
 
 def wait_for_libvirt(uri: str = SYSTEM_URI, *, timeout: float = _START_TIMEOUT) -> None:
     """Return once a connection to ``uri`` opens; WaitTimeout after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def opens() -> bool:
         try:
             conn = connect(uri)
         except HostError as exc:
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    "host",
-                    f"libvirt at {uri} did not answer within {timeout:g}s: {exc}",
-                    hint="start it with `libvirtd -d` (or `systemctl start libvirtd`)",
-                ) from exc
-            time.sleep(_POLL_SECONDS)
-        else:
-            conn.close()
-            return
+            raise NotReady(str(exc)) from exc
+        conn.close()
+        return True
+
+    wait_for(
+        "host",
+        f"libvirt at {uri} to answer",
+        time.monotonic() + timeout,
+        opens,
+        interval=_POLL_SECONDS,
+        hint="start it with `libvirtd -d` (or `systemctl start libvirtd`)",
+    )
 
 
 def render_dir_pool_xml(name: str, path: Path) -> str:

@@ -20,7 +20,7 @@ from types import TracebackType
 
 import libvirt
 
-from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.errors import HostError, NodeError, NotReady
 from provisioner.hypervisor.boxvolume import (
     BoxVolume,
     is_complete,
@@ -35,6 +35,7 @@ from provisioner.hypervisor.network import (
     parse_network_xml,
     render_network_xml,
 )
+from provisioner.waits import wait_for
 
 SYSTEM_URI = "qemu:///system"
 _POLL_SECONDS = 0.5
@@ -279,15 +280,20 @@ class LibvirtHost:
         if not dom.isActive():
             return
         self._call(domain, "shut down", dom.shutdown)
-        deadline = time.monotonic() + timeout
-        while dom.isActive():
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    domain,
-                    f"did not shut down within {timeout:g}s (state {self.state(domain).name})",
-                    hint="power it off instead (virsh destroy)",
-                )
-            time.sleep(_POLL_SECONDS)
+
+        def off() -> bool:
+            if dom.isActive():
+                raise NotReady(f"state {self.state(domain).name}")
+            return True
+
+        wait_for(
+            domain,
+            f"a clean shutdown ({timeout:g}s)",
+            time.monotonic() + timeout,
+            off,
+            interval=_POLL_SECONDS,
+            hint="power it off instead (virsh destroy)",
+        )
 
     def console_log_path(self, domain: str) -> Path | None:
         """Where the domain's serial console is logged, if it is logged to a file."""

@@ -16,7 +16,8 @@ from provisioner.lifecycle import Run
 from provisioner.nodes import check_pins, pinned_pairs, stored_pins
 from provisioner.operate import UPLOAD_DIR, fleetctl_args
 from provisioner.progress import PlainProgress
-from provisioner.readiness import NodeFacts, poll
+from provisioner.readiness import NodeFacts
+from provisioner.waits import wait_for
 
 
 def test_pins_round_trip_through_state() -> None:
@@ -90,15 +91,15 @@ def test_plain_progress_lines_stay_whole_when_nodes_report_at_once() -> None:
         assert re.match(r"^\d\d:\d\d:\d\d core-0\d\s+ssh banner\s+running$", line), line
 
 
-def test_poll_names_what_it_waited_for() -> None:
+def test_a_wait_names_what_it_waited_for() -> None:
     with pytest.raises(
         WaitTimeout, match=r"core-02: gave up waiting for an SSH banner; last: no answer yet"
     ):
-        poll("core-02", "an SSH banner", 0.0, lambda: None, interval=0.0)
-    assert poll("core-02", "a value", 10.0, lambda: "ready", interval=0.0) == "ready"
+        wait_for("core-02", "an SSH banner", 0.0, lambda: None, interval=0.0)
+    assert wait_for("core-02", "a value", 10.0, lambda: "ready", interval=0.0) == "ready"
 
 
-def test_a_cancelled_poll_stops_before_its_deadline() -> None:
+def test_a_cancelled_wait_stops_before_its_deadline() -> None:
     calls: list[int] = []
     flag = {"cancelled": False}
 
@@ -107,7 +108,9 @@ def test_a_cancelled_poll_stops_before_its_deadline() -> None:
         flag["cancelled"] = len(calls) == 2  # the boot fails while the second try runs
 
     with pytest.raises(LabError, match=r"core-01: stopped waiting for a login: the lab's boot"):
-        poll("core-01", "a login", 1e12, attempt, interval=0.0, cancelled=lambda: flag["cancelled"])
+        wait_for(
+            "core-01", "a login", 1e12, attempt, interval=0.0, cancelled=lambda: flag["cancelled"]
+        )
     assert len(calls) == 2
 
 

@@ -1,0 +1,76 @@
+"""What a lab's lifecycle drives, as factories: libvirt, Vagrant, SSH and the host.
+
+The steps never build these themselves; they take a :class:`Backends`. The
+product uses :func:`default_backends`; tests hand in libvirt's ``test:///default``
+driver and fakes for Vagrant, the guests' SSH and the box, so that resuming an
+interrupted ``up``, "already up" and a failed node are tested without VMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.progress import Progress
+from provisioner.remote.runner import Runner
+from provisioner.state import LabState
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
+
+
+class NodeRunner(Runner, Protocol):
+    """A runner on a lab node: SSH as ``user`` with the node's pinned host keys."""
+
+    @property
+    def user(self) -> str: ...
+
+    def known_hosts_entry(self) -> str:
+        """The node's host key as a known_hosts line."""
+        ...
+
+
+class Booter(Protocol):
+    """What boots the lab's nodes: ``vagrant up`` in the lab directory."""
+
+    def up(self, *, timeout: float, provision: bool | None = ...) -> None: ...
+
+
+ClusterCheck = Callable[
+    [LabConfig, Mapping[str, Runner], Mapping[str, str], Progress, Callable[[], bool]], str
+]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Factories for everything outside the lab's own code."""
+
+    open_host: Callable[[], LibvirtHost]  # a libvirt connection (closed by the caller)
+    booter: Callable[[Path, Path], Booter]  # (lab directory, log file) -> vagrant
+    runner: Callable[[LabConfig, LabState, NodeSpec], NodeRunner]  # SSH with pinned keys
+    banner: Callable[[str], str | None]  # the SSH banner at an address, None if silent
+    prepare_host: Callable[[LabConfig], str]  # daemons, storage pool; a summary
+    box: Callable[[LabConfig, Progress, Callable[[], LibvirtHost]], str]  # box ready in the pool
+    check_cluster: ClusterCheck  # etcd healthy, a key round trip, fleet lists every node
+
+
+def default_backends() -> Backends:
+    """The real thing: qemu:///system, vagrant-libvirt, paramiko, the host's daemons."""
+    from provisioner import nodes, readiness
+    from provisioner.hypervisor.libvirt import LibvirtHost
+    from provisioner.hypervisor.vagrant import VagrantLab
+    from provisioner.lifecycle.cluster import check_cluster
+    from provisioner.lifecycle.infra import prepare_box, prepare_host
+
+    return Backends(
+        open_host=LibvirtHost.open,
+        booter=VagrantLab,
+        runner=nodes.runner,
+        banner=readiness.ssh_banner,
+        prepare_host=prepare_host,
+        box=prepare_box,
+        check_cluster=check_cluster,
+    )

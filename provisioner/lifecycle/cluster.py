@@ -1,0 +1,89 @@
+"""The cluster checks of ``lab up``: etcd healthy, a key round trip, fleet lists every node.
+
+They look from the host first (etcd's ``/health`` and fleet's registry over the
+lab network) and start ``etcdctl`` or ``fleetctl`` in a guest only when the host
+sees them ready or cannot tell: every command costs a booting guest CPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from provisioner import readiness
+from provisioner.config import LabConfig
+from provisioner.errors import NodeError, RemoteError
+from provisioner.progress import Progress
+from provisioner.remote.runner import Runner
+from provisioner.waits import wait_for
+
+CLUSTER_TIMEOUT = 600.0  # etcd healthy, fleet sees everyone
+CLUSTER_ROW = "etcd+fleet"  # the progress row of the cluster checks
+# "not yet" from the checks (a member not healthy, a machine not listed), and etcdctl or
+# fleetctl in a guest that fails to connect or stalls while etcd or fleet starts
+TRANSIENT = (NodeError, RemoteError)
+
+
+def check_cluster(
+    config: LabConfig,
+    runners: Mapping[str, Runner],
+    machine_ids: Mapping[str, str],
+    progress: Progress,
+    cancelled: Callable[[], bool],
+) -> str:
+    """Every etcd member healthy, a key written on one read on all, fleet sees every node."""
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    first = readiness.first_member_runner(config, runners)
+    host_view = readiness.HostView.for_lab(config)
+
+    def etcd_ready() -> str | None:
+        # the host's answer when it has one; etcdctl on a node only when it cannot tell
+        return host_view.etcd_ready_or(lambda: readiness.etcd_healthy(config, first))
+
+    etcd = wait_for(
+        "etcd",
+        "every etcd member healthy",
+        deadline,
+        etcd_ready,
+        interval=readiness.HOST_POLL,
+        transient=TRANSIENT,
+        cancelled=cancelled,
+    )
+    # its own row: these may run while the lab row still shows the boot
+    progress.update(CLUSTER_ROW, "cluster", "running", etcd)
+    failed = threading.Event()
+
+    def round_trip() -> str:
+        try:
+            trip = readiness.etcd_round_trip(readiness.member_urls(config), runners, host_view)
+        except BaseException:
+            failed.set()  # the fleet check need not wait out its deadline
+            raise
+        progress.update(CLUSTER_ROW, "cluster", "running", trip)
+        return trip
+
+    def fleet_ready() -> str | None:
+        host_view.fleet_not_registered(machine_ids)  # no fleetctl before it can list all
+        return readiness.fleet_machines(config, first, machine_ids)
+
+    def fleet_listing() -> str:
+        return wait_for(
+            "fleet",
+            "fleetctl list-machines to show every node",
+            deadline,
+            fleet_ready,
+            interval=readiness.HOST_POLL,
+            transient=TRANSIENT,
+            cancelled=lambda: failed.is_set() or cancelled(),
+        )
+
+    # independent checks, each on its own SSH channels: run them side by side
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        trip = pool.submit(round_trip)
+        fleet = pool.submit(fleet_listing)
+        trip.result()
+        summary = f"etcd {etcd}; fleet {fleet.result()}"
+    progress.update(CLUSTER_ROW, "cluster", "ok", summary)
+    return summary

@@ -1,0 +1,150 @@
+"""The infrastructure steps of ``lab up``: host, box, network, discovery, drives.
+
+Each returns the one-line detail its progress row shows and is idempotent: run
+again after an interruption, it finds what the last run made.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from provisioner import nodes as node_access
+from provisioner.config import LabConfig
+from provisioner.configdrive import build_config_drive, meta_data
+from provisioner.errors import LabError
+from provisioner.locks import file_lock, host_lock_path
+from provisioner.progress import LAB, Progress
+from provisioner.state import LabState, ensure_ssh_key
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
+
+DISCOVERY_STATE = "discovery"  # .lab/discovery: the local discovery service's files
+
+
+def prepare_host(config: LabConfig) -> str:
+    """libvirt's daemons and storage pool; checked before anything is made."""
+    from provisioner.hypervisor.daemons import ensure_daemons, ensure_default_pool
+    from provisioner.hypervisor.libvirt import check_qemu_can_open
+
+    # before anything is created: QEMU must be able to open the config drives
+    drives = config.state_dir / "config-drives"
+    drives.mkdir(parents=True, exist_ok=True)
+    check_qemu_can_open(drives / "drive.iso")
+    daemons = ensure_daemons(start=True)
+    pool = ensure_default_pool(create=True)
+    return f"{daemons.summary}; {pool.summary}"
+
+
+def prepare_box(config: LabConfig, progress: Progress, open_host: Callable[[], LibvirtHost]) -> str:
+    """The lab's box built (or cached), in Vagrant, and uploaded into the storage pool."""
+    from provisioner.box.build import build_box
+    from provisioner.lab import box_name
+
+    built = build_box(config.box, add_to_vagrant=True)
+    expected = box_name(config)
+    if built.vagrant_name != expected:
+        raise LabError(
+            f"built box {built.vagrant_name} but the Vagrantfile wants {expected}",
+            hint="the guest software changed during the build; run `lab up` again",
+        )
+    uploaded = upload_box(built.vagrant_name, built.virtual_size, progress, open_host)
+    return f"{built.vagrant_name} ({'cached' if built.cached else 'built'}; {uploaded})"
+
+
+def upload_box(
+    vagrant_name: str,
+    virtual_size: int,
+    progress: Progress,
+    open_host: Callable[[], LibvirtHost],
+) -> str:
+    """The box's copy in the storage pool, made once per host under the host lock."""
+    from provisioner.box.build import list_boxes
+    from provisioner.hypervisor.boxvolume import box_volume
+    from provisioner.hypervisor.daemons import DEFAULT_POOL
+
+    try:
+        volume = box_volume(vagrant_name, virtual_size)
+    except OSError as exc:
+        raise LabError(
+            f"box {vagrant_name} is not where Vagrant unpacks boxes: {exc}",
+            hint="`lab box build` adds it again",
+        ) from exc
+    progress.update(LAB, "box", "running", f"pool volume {volume.name}")
+    kept = {box.vagrant_name for box in list_boxes()} | {vagrant_name}
+    with file_lock(host_lock_path(), "the box upload"), open_host() as host:
+        made = host.ensure_box_volume(volume, DEFAULT_POOL)  # the Vagrantfile's pool
+        # copies of boxes the cache has let go, once no lab's disk backs onto them
+        removed = host.remove_unused_box_volumes(kept, DEFAULT_POOL)
+    where = "uploaded into the pool" if made else "in the pool"
+    return where + (f"; {len(removed)} unused old box volumes removed" if removed else "")
+
+
+def network(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
+    """The lab's isolated libvirt network with a DHCP reservation per node."""
+    from provisioner.hypervisor.network import DhcpHost, lab_network
+
+    hosts = [DhcpHost(node.name, node.mac, ipaddress.IPv4Address(node.ip)) for node in config.nodes]
+    spec = lab_network(config.name, config.subnet, hosts)
+    with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
+        created = host.ensure_network(spec)
+    return f"{spec.name} {spec.subnet} ({'created' if created else 'exists'}, isolated)"
+
+
+def discovery(config: LabConfig, state: LabState) -> str:
+    """The lab's discovery token, on its own service when the mode is ``local``."""
+    record = state.discovery
+    if record is None:
+        return "static bootstrap"
+    if record.mode != "local":
+        return f"{record.mode}: {record.url}"
+    from provisioner.discovery import ensure_running
+
+    ensure_running(
+        config.gateway,
+        int(urllib.parse.urlsplit(record.url).port or 80),
+        config.state_dir / DISCOVERY_STATE,
+        node_access.log_dir(config) / "discovery.log",
+        timeout=30,
+    )
+    register_token(record.url, record.size)
+    return record.url
+
+
+def register_token(url: str, size: int, timeout: float = 10.0) -> None:
+    """Create the token on the lab's discovery service (``PUT <token>/_config/size``)."""
+    body = urllib.parse.urlencode({"value": str(size)}).encode()
+    request = urllib.request.Request(f"{url}/_config/size", data=body, method="PUT")  # noqa: S310
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - lab's own service
+            json.loads(reply.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise LabError(
+            f"could not register the discovery token at {url}: {exc}",
+            hint="see .lab/logs/discovery.log",
+        ) from exc
+
+
+def drives(config: LabConfig) -> str:
+    """One config-2 drive per node: its user-data and the lab's public key."""
+    _, public_key = ensure_ssh_key(config.state_dir)
+    for node in config.nodes:
+        user_data = (config.directory / "nodes" / node.name / "user-data").read_text()
+        build_config_drive(
+            user_data,
+            meta_data(node.name, node.ip, {"lab": public_key}),
+            drive_path(config, node.name),
+        )
+    return f"{len(config.nodes)} config-2 drives"
+
+
+def drive_path(config: LabConfig, node: str) -> Path:
+    return config.state_dir / "config-drives" / f"{node}.iso"

@@ -1,0 +1,136 @@
+"""One node waiter, used by ``lab up`` and ``lab start``: from power-on to a node lab can use.
+
+The wait goes banner -> host keys -> login -> systemd, each with the node's
+deadline: the SSH banner on the lab network; the host-key fingerprints the
+guest printed on its serial console, checked against (or first recorded as)
+the pins in the lab's state; a login with the lab's key; then
+``systemctl is-system-running --wait``, its machine-id and failed units.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from provisioner import nodes as node_access
+from provisioner import readiness
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.errors import NotReady, RemoteError, WaitTimeout
+from provisioner.lifecycle.backends import Backends, NodeRunner
+from provisioner.progress import Progress
+from provisioner.state import StateFile
+from provisioner.waits import wait_for
+
+NODE_TIMEOUT = 600.0  # per node: banner, host keys, login, systemd
+LOGIN_POLL = 1.0  # reading the console log is cheap; a login try is not
+LOGIN_BLIND_EVERY = 10  # before the console shows the keys written, try once per 10 polls
+BANNER_POLL = readiness.POLL
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type for an empty one (Ctrl-C)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+class NodeWaiter:
+    """Waits for nodes; keeps each node's SSH runner for the checks that follow."""
+
+    def __init__(
+        self,
+        config: LabConfig,
+        progress: Progress,
+        backends: Backends,
+        book: StateFile,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.backends = backends
+        self.book = book
+        self.cancel = cancel or threading.Event()
+        self.runners: dict[str, NodeRunner] = {}
+        self._pins = threading.Lock()  # node threads record their pins in one state
+
+    def ready(
+        self, node: NodeSpec, deadline: float | None = None
+    ) -> readiness.NodeFacts | BaseException:
+        """The node's facts once it is ready, or what went wrong (every node is reported)."""
+        try:
+            return self.wait(node, deadline or time.monotonic() + NODE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - every node's outcome is reported together
+            self.progress.update(node.name, "ready", "failed", first_line(exc)[:100])
+            return exc
+
+    def close(self) -> None:
+        """Close every node's connection (ends a remote wait under way)."""
+        for runner in list(self.runners.values()):
+            runner.close()
+
+    def wait(self, node: NodeSpec, deadline: float) -> readiness.NodeFacts:
+        cancelled = self.cancel.is_set
+        self.progress.update(node.name, "ssh banner", "running")
+        banner = wait_for(
+            node.name,
+            f"an SSH banner on {node.ip}:22",
+            deadline,
+            lambda: self.backends.banner(node.ip),
+            interval=BANNER_POLL,
+            cancelled=cancelled,
+        )
+        self.progress.update(node.name, "ssh banner", "ok", banner)
+        self.progress.update(node.name, "host keys", "running")
+        console = node_access.node_paths(self.config, node).console
+        printed = wait_for(
+            node.name,
+            f"host-key fingerprints on the serial console ({console})",
+            deadline,
+            lambda: node_access.console_fingerprints(self.config, node) or None,
+            interval=BANNER_POLL,
+            cancelled=cancelled,
+        )
+        with self._pins:
+            state = self.book.state
+            pinned = dict(node_access.pinned_pairs(state.host_keys.get(node.name, [])))
+            node_access.check_pins(node.name, pinned, printed)
+            state.host_keys[node.name] = node_access.stored_pins({**printed, **pinned})
+            self.book.save()
+            runner = self.backends.runner(self.config, state, node)
+        self.progress.update(node.name, "host keys", "ok", ", ".join(sorted(printed)))
+        self.runners[node.name] = runner
+        self.progress.update(node.name, "login", "running")
+        self._login(node, runner, deadline)
+        self.progress.update(node.name, "systemd", "running")
+        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
+        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
+        detail = facts.system_state + (
+            f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
+        )
+        self.progress.update(node.name, "systemd", "ok", detail)
+        return facts
+
+    def _login(self, node: NodeSpec, runner: NodeRunner, deadline: float) -> None:
+        polls = itertools.count()
+
+        def login() -> bool:
+            # Until the agent has written authorized_keys (its console says so), a try
+            # is a whole SSH handshake refused at the end, work an emulated guest feels
+            # while it boots: try only now and then (the console could miss the line).
+            if next(polls) % LOGIN_BLIND_EVERY and not node_access.console_keys_authorized(
+                self.config, node, runner.user
+            ):
+                raise NotReady("the console does not show the lab's key authorized yet")
+            if not runner.run(["true"], timeout=30).succeeded:
+                raise NotReady("`true` failed after login")
+            return True
+
+        # a refused, dropped or stalled login is a guest still booting; a changed host key is not
+        wait_for(
+            node.name,
+            "a login with the lab's key",
+            deadline,
+            login,
+            interval=LOGIN_POLL,
+            transient=(RemoteError, WaitTimeout),
+            cancelled=self.cancel.is_set,
+        )

@@ -1,0 +1,202 @@
+"""Fault drills, logs and teardown: kill, stop, start, halt, ``lab logs``, destroy."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from provisioner import nodes as node_access
+from provisioner.config import LabConfig, NodeSpec
+from provisioner.errors import LabError, NodeError
+from provisioner.lifecycle.backends import Backends, default_backends
+from provisioner.lifecycle.infra import DISCOVERY_STATE
+from provisioner.locks import file_lock, host_lock_path
+from provisioner.progress import Progress
+from provisioner.state import LabState, StateFile, keep_rendered_record, load_state
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
+
+SHUTDOWN_TIMEOUT = 180.0
+JOURNAL_TIMEOUT = 90.0
+
+# --- diagnostics ------------------------------------------------------------
+
+
+def save_diagnostics(config: LabConfig, state: LabState, backends: Backends | None = None) -> Path:
+    """Every node's journal (when it answers) beside its serial console log."""
+    runner_for = (backends or default_backends()).runner
+    logs = node_access.log_dir(config)
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def one(node: NodeSpec) -> None:
+        target = node_access.node_paths(config, node).journal
+        try:
+            runner = runner_for(config, state, node)
+        except LabError as exc:
+            target.write_text(f"journal not collected: {exc}\n")
+            return
+        try:
+            result = runner.run(
+                ["sudo", "journalctl", "-b", "--no-pager", "-o", "short-precise"],
+                timeout=JOURNAL_TIMEOUT,
+            )
+            target.write_text(result.stdout + result.stderr)
+        except LabError as exc:
+            target.write_text(f"journal not collected: {exc}\n")
+        finally:
+            runner.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(config.nodes))) as pool:
+        list(pool.map(one, config.nodes))
+    return logs
+
+
+def collect_logs(config: LabConfig, into: Path | None = None) -> Path:
+    """``lab logs``: every node's journal now, beside the serial consoles libvirt writes.
+
+    With ``into``, the journals and console logs are copied there as well (say, one
+    directory per failed check), so a later collection does not overwrite them.
+    """
+    logs = save_diagnostics(config, load_state(config.state_dir))
+    if into is None:
+        return logs
+    into.mkdir(parents=True, exist_ok=True)
+    for node in config.nodes:
+        paths = node_access.node_paths(config, node)
+        for source in (paths.journal, paths.console):
+            if source.exists():
+                shutil.copyfile(source, into / source.name)
+    return into
+
+
+# --- teardown -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    domains: tuple[str, ...]
+    volumes: tuple[str, ...]
+    networks: tuple[str, ...]
+    token_deleted: bool
+
+
+def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResult:
+    """Remove the lab's domains, volumes, network, discovery token and state.
+
+    Works from libvirt's view (everything carries the lab's name), so it also
+    cleans up after an interrupted ``up`` or a lost state file. The shared box
+    stays. The user's lab.yaml and fragments are never touched.
+    """
+    from provisioner.discovery import delete_token, stop_daemon
+
+    open_host = (backends or default_backends()).open_host
+    with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
+        state = load_state(config.state_dir)
+        token_deleted = False
+        discovery_dir = config.state_dir / DISCOVERY_STATE
+        if state.discovery and state.discovery.mode == "local" and discovery_dir.exists():
+            try:
+                token_deleted = delete_token(state.discovery.url, timeout=5)
+            except LabError:
+                token_deleted = False  # the service is down; its state goes with .lab below
+            stop_daemon(discovery_dir)
+        with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
+            removed = host.remove_lab(config.name)
+        shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)
+        # The key goes too: a new lab in this directory gets a fresh one. Logs stay,
+        # and so does the record of the files lab rendered here (a later render may
+        # replace those, not files the user edited).
+        keep_rendered_record(config.state_dir, state.rendered)
+        for child in (
+            "state.json",
+            "config-drives",
+            DISCOVERY_STATE,
+            "known_hosts",
+            "ssh_config",
+            "ssh",
+            "expectations.json",
+        ):
+            path = config.state_dir / child
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    return DestroyResult(removed.domains, removed.volumes, removed.networks, token_deleted)
+
+
+def halt(config: LabConfig, backends: Backends | None = None) -> list[str]:
+    """Shut every node down cleanly, in parallel; the lab can be started again."""
+    open_host = (backends or default_backends()).open_host
+
+    def one(node: NodeSpec) -> str:
+        with open_host() as host:
+            host.shutdown(node_access.domain_of(config, node), timeout=SHUTDOWN_TIMEOUT)
+        return node.name
+
+    with ThreadPoolExecutor(max_workers=max(1, len(config.nodes))) as pool:
+        return list(pool.map(one, config.nodes))
+
+
+# --- drills -------------------------------------------------------------------
+
+
+def _each_node(
+    config: LabConfig,
+    names: Sequence[str],
+    action: Callable[[LibvirtHost, str], None],
+    backends: Backends | None,
+) -> list[str]:
+    chosen = node_access.resolve_nodes(config, names)  # unknown names fail before any action
+    with (backends or default_backends()).open_host() as host:
+        done = []
+        for node in chosen:
+            action(host, node_access.domain_of(config, node))
+            done.append(node.name)
+        return done
+
+
+def kill(config: LabConfig, names: Sequence[str], backends: Backends | None = None) -> list[str]:
+    """Pull the plug (a hard power-off, like a machine dying)."""
+    return _each_node(config, names, lambda host, dom: host.power_off(dom), backends)
+
+
+def stop(config: LabConfig, names: Sequence[str], backends: Backends | None = None) -> list[str]:
+    """Clean shutdown (ACPI), waiting until the node is off."""
+    return _each_node(
+        config, names, lambda host, dom: host.shutdown(dom, timeout=SHUTDOWN_TIMEOUT), backends
+    )
+
+
+def start(
+    config: LabConfig,
+    names: Sequence[str],
+    progress: Progress,
+    backends: Backends | None = None,
+) -> list[str]:
+    """Boot stopped nodes and wait until they answer with their pinned host keys."""
+    from provisioner.lifecycle.nodewait import NodeWaiter
+
+    backends = backends or default_backends()
+    started = _each_node(config, names, lambda host, dom: host.start(dom), backends)
+    book = StateFile(config.state_dir)
+    waiter = NodeWaiter(config, progress, backends, book)
+    chosen = [config.node(name) for name in started]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+            outcomes = list(pool.map(waiter.ready, chosen))
+    finally:
+        waiter.close()
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        where = save_diagnostics(config, book.state, backends)
+        raise NodeError(
+            ", ".join(started),
+            "did not come back: " + "; ".join(str(f) for f in failures),
+            hint=f"consoles and journals saved in {where}",
+        )
+    return started

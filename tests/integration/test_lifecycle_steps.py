@@ -1,0 +1,262 @@
+"""``lab up``'s steps with libvirt's test:///default driver and fakes for what it cannot run.
+
+The network, the domains and their states are real libvirt objects (the test
+driver, no daemon); the render, the state file and the config drives
+(genisoimage) are real. Vagrant, the guests' SSH, the box and the cluster
+checks are fakes: the booting of real guests under the same steps is covered
+by the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted
+during the boot resumes, a second ``up`` on a running lab changes nothing,
+and one node that fails is reported with the others' outcomes kept.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from provisioner import nodes as node_access
+from provisioner.config import LabConfig, Overrides, build_config
+from provisioner.errors import HostKeyError, LabError
+from provisioner.hypervisor.libvirt import DomainState, LibvirtHost
+from provisioner.hypervisor.naming import network_name
+from provisioner.lifecycle import Backends, destroy, up
+from provisioner.progress import PlainProgress, Progress
+from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
+from provisioner.remote.runner import CommandResult, Runner
+from provisioner.state import LabState, load_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TEST_URI = "test:///default"
+FINGERPRINT = "SHA256:" + "A" * 43
+
+
+def console_text(user: str) -> str:
+    return (
+        f"{BEGIN_MARKER}\n256 {FINGERPRINT} root@core (ED25519)\n{END_MARKER}\n"
+        f"coreos-cloudinit: Authorizing 1 SSH keys for user '{user}'\n"
+    )
+
+
+@dataclass
+class FakeRunner:
+    """A guest that answers lab's node checks; ``broken`` raises what SSH would."""
+
+    name: str
+    broken: LabError | None = None
+    commands: list[tuple[str, ...]] = field(default_factory=list)
+    user: str = "core"
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> CommandResult:
+        if self.broken is not None:
+            raise self.broken
+        self.commands.append(tuple(argv))
+        if list(argv) == ["cat", "/etc/machine-id"]:
+            return CommandResult(0, f"{uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex}\n", "")
+        if "is-system-running" in argv:
+            return CommandResult(0, "running\n", "")
+        if argv[:2] == ["sudo", "journalctl"]:
+            return CommandResult(0, f"journal of {self.name}\n", "")
+        return CommandResult(0, "", "")
+
+    def upload(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        raise AssertionError("not used by up")
+
+    def close(self) -> None:
+        pass
+
+    def known_hosts_entry(self) -> str:
+        return f"{self.name} ssh-ed25519 AAAA"
+
+
+@dataclass
+class FakeVagrant:
+    """`vagrant up`: defines and starts each node's domain in the test driver and
+    writes its console as the guest would; ``interrupt`` acts like Ctrl-C."""
+
+    config: LabConfig
+    interrupt: bool = False
+    ups: int = 0
+
+    def __call__(self, directory: Path, log: Path) -> FakeVagrant:
+        assert directory == self.config.directory
+        return self
+
+    def up(self, *, timeout: float, provision: bool | None = None) -> None:
+        self.ups += 1
+        if self.interrupt:
+            raise KeyboardInterrupt
+        with LibvirtHost.open(TEST_URI) as host:
+            for node in self.config.nodes:
+                name = node_access.domain_of(self.config, node)
+                if name not in host.lab_objects(self.config.name).domains:
+                    host.connection.defineXML(
+                        f"<domain type='test'><name>{name}</name><memory>65536</memory>"
+                        "<os><type>hvm</type></os></domain>"
+                    )
+                host.start(name)
+                node_access.node_paths(self.config, node).console.write_text(console_text("core"))
+
+
+@dataclass
+class Fakes:
+    config: LabConfig
+    vagrant: FakeVagrant
+    broken: dict[str, LabError] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    runners: dict[str, FakeRunner] = field(default_factory=dict)
+
+    def backends(self) -> Backends:
+        def runner(config: LabConfig, state: LabState, node: object) -> FakeRunner:
+            name = node.name  # type: ignore[attr-defined]
+            assert state.host_keys[name], "a runner is made only once the keys are pinned"
+            made = FakeRunner(name, self.broken.get(name))
+            self.runners[name] = made
+            return made
+
+        def prepare_host(config: LabConfig) -> str:
+            self.calls.append("host")
+            return "daemons running"
+
+        def box(config: LabConfig, progress: Progress, open_host: object) -> str:
+            self.calls.append("box")
+            return "box cached"
+
+        def check_cluster(
+            config: LabConfig,
+            runners: Mapping[str, Runner],
+            machine_ids: Mapping[str, str],
+            progress: Progress,
+            cancelled: object,
+        ) -> str:
+            self.calls.append("cluster")
+            assert sorted(machine_ids) == [n.name for n in config.nodes]
+            return f"etcd {len(runners)}/{len(runners)}"
+
+        return Backends(
+            open_host=lambda: LibvirtHost.open(TEST_URI),
+            booter=self.vagrant,
+            runner=runner,
+            banner=lambda ip: "SSH-2.0-OpenSSH_9.2p1",
+            prepare_host=prepare_host,
+            box=box,
+            check_cluster=check_cluster,
+        )
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabConfig]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the host lock
+    name = f"t{uuid.uuid4().hex[:8]}"
+    raw = {"name": name, "subnet": "10.201.7.0/24", "num_instances": 3}
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    made = build_config(raw, lab, Overrides(discovery="static"))
+    # the test driver's objects live while a connection is open: keep one for the test
+    with LibvirtHost.open(TEST_URI) as keeper:
+        try:
+            yield made
+        finally:
+            keeper.remove_lab(name, "default-pool")
+
+
+def progress() -> PlainProgress:
+    return PlainProgress(io.StringIO())
+
+
+def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
+    config: LabConfig,
+) -> None:
+    fakes = Fakes(config, FakeVagrant(config, interrupt=True))
+    with pytest.raises(KeyboardInterrupt):
+        up(config, progress(), accel="tcg", backends=fakes.backends())
+    state = load_state(config.state_dir)
+    assert state.phases == ("render", "host", "box", "network", "discovery", "drives")
+    with LibvirtHost.open(TEST_URI) as host:
+        assert host.find_network(network_name(config.name)) is not None
+        assert host.lab_objects(config.name).domains == ()
+    assert all(
+        (config.state_dir / "config-drives" / f"{n.name}.iso").exists() for n in config.nodes
+    )
+
+    # the next `lab up` resumes: the network is found, not made again, and the boot runs
+    fakes.vagrant.interrupt = False
+    out = io.StringIO()
+    result = up(config, PlainProgress(out), accel="tcg", backends=fakes.backends())
+    assert not result.already_up
+    assert "network" in result.phase_seconds
+    assert "(exists, isolated)" in out.getvalue()
+    assert fakes.vagrant.ups == 2
+    assert fakes.calls == ["host", "box", "host", "box", "cluster"]
+    assert [r.system_state for r in result.nodes] == ["running"] * 3
+    state = load_state(config.state_dir)
+    assert state.phases[-1] == "cluster"
+    assert sorted(state.host_keys) == ["core-01", "core-02", "core-03"]
+    assert len(set(state.machine_ids.values())) == 3
+    assert (config.state_dir / "known_hosts").exists()
+
+    # and the one after that finds it up: no step runs, nothing is booted
+    again = up(config, progress(), accel="tcg", backends=fakes.backends())
+    assert again.already_up
+    assert fakes.vagrant.ups == 2
+    assert fakes.calls == ["host", "box", "host", "box", "cluster"]
+    assert [r.machine_id for r in again.nodes] == [r.machine_id for r in result.nodes]
+
+
+def test_already_up_needs_every_domain_running(config: LabConfig) -> None:
+    fakes = Fakes(config, FakeVagrant(config))
+    up(config, progress(), accel="tcg", backends=fakes.backends())
+    with LibvirtHost.open(TEST_URI) as host:
+        host.power_off(node_access.domain_of(config, config.nodes[1]))
+        assert host.state(node_access.domain_of(config, config.nodes[1])) is DomainState.SHUTOFF
+    result = up(config, progress(), accel="tcg", backends=fakes.backends())
+    assert not result.already_up
+    assert fakes.vagrant.ups == 2  # booted again: vagrant starts the node that was off
+
+
+def test_a_failed_node_is_reported_with_the_others_kept(config: LabConfig) -> None:
+    fakes = Fakes(config, FakeVagrant(config))
+    fakes.broken["core-02"] = HostKeyError(
+        "core-02: host key ED25519 SHA256:x does not match the pinned SHA256:y",
+        hint="re-read its console fingerprints",
+    )
+    with pytest.raises(LabError) as failure:
+        up(config, progress(), accel="tcg", backends=fakes.backends())
+    message = str(failure.value)
+    assert message.startswith("1 of 3 nodes are not ready:")
+    assert "core-02: host key ED25519" in message  # a permanent error: no ten-minute wait
+    assert "consoles and journals saved in" in (failure.value.hint or "")
+    state = load_state(config.state_dir)
+    assert "nodes" not in state.phases
+    known_hosts = (config.state_dir / "known_hosts").read_text()  # the ready nodes' keys
+    assert "core-01" in known_hosts
+    assert "core-03" in known_hosts
+    assert "core-02" not in known_hosts
+    assert "cluster" not in fakes.calls  # the cluster is not checked with a node down
+    logs = node_access.log_dir(config)
+    assert (logs / "core-01.journal").read_text() == "journal of core-01\n"
+    assert "journal not collected" in (logs / "core-02.journal").read_text()
+
+    # once the node is mended the next `lab up` completes
+    fakes.broken.clear()
+    assert not up(config, progress(), accel="tcg", backends=fakes.backends()).already_up
+    assert fakes.calls[-1] == "cluster"
+
+
+def test_destroy_removes_what_up_made(config: LabConfig) -> None:
+    fakes = Fakes(config, FakeVagrant(config))
+    up(config, progress(), accel="tcg", backends=fakes.backends())
+    # the test driver has no pool named "default"; its own pool holds no lab volume
+    result = destroy(config, backends=replace(fakes.backends()))
+    assert len(result.domains) == 3
+    assert result.networks == (network_name(config.name),)
+    with LibvirtHost.open(TEST_URI) as host:
+        assert host.lab_objects(config.name).empty
+    assert not (config.state_dir / "state.json").exists()
