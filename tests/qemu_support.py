@@ -1,4 +1,4 @@
-"""Boot a box image with plain qemu: for tests and benchmarks, no libvirt or Vagrant.
+"""Boot a box image with plain qemu, no libvirt or Vagrant: for tests and scripts/bench_box.py.
 
 Each guest gets a qcow2 overlay on the (read-only) box image, a ``config-2``
 ISO with its cloud-config, user-mode networking that only forwards a loopback
@@ -10,10 +10,8 @@ waited for.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -24,7 +22,9 @@ from types import TracebackType
 from provisioner.accel import AccelChoice, choose_accel
 from provisioner.configdrive import build_config_drive
 from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.readiness import ssh_banner
 from provisioner.remote.hostkeys import parse_host_key_fingerprints
+from tests.loopback import free_port
 
 QEMU = "qemu-system-x86_64"
 
@@ -39,13 +39,6 @@ class GuestSpec:
     memory_mb: int = 768
     cpus: int = 1
     ssh_port: int | None = None  # None: a free loopback port
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def accel_args(choice: AccelChoice) -> list[str]:
@@ -199,13 +192,9 @@ class QemuGuest:
         waiting_for = f"the SSH banner on 127.0.0.1:{self.ssh_port}"
         while time.monotonic() < deadline:
             self._check_alive(waiting_for)
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.ssh_port), timeout=2) as sock,
-            ):
-                sock.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
-                if sock.recv(64).startswith(b"SSH-"):
-                    return time.monotonic() - self.started_at
+            read_timeout = max(0.5, min(5.0, deadline - time.monotonic()))
+            if ssh_banner("127.0.0.1", self.ssh_port, timeout=2, read_timeout=read_timeout):
+                return time.monotonic() - self.started_at
             time.sleep(0.5)
         raise WaitTimeout(
             self.spec.name,
