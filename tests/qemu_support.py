@@ -90,6 +90,19 @@ def qemu_command(
     return command
 
 
+def overlay(base: Path, target: Path) -> None:
+    """A qcow2 overlay at ``target`` backed by ``base`` (which is never written)."""
+    result = subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HostError(f"qemu-img create {target} failed: {result.stderr.strip()}")
+
+
 class QemuGuest:
     """One running guest. Use as a context manager so it is always stopped."""
 
@@ -120,26 +133,7 @@ class QemuGuest:
         if shutil.which(QEMU) is None:
             raise HostError(f"{QEMU} is not installed", hint="apt-get install qemu-system-x86")
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(self.spec.image.resolve()),
-                str(self.overlay),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise HostError(f"qemu-img create {self.overlay} failed: {result.stderr.strip()}")
+        overlay(self.spec.image.resolve(), self.overlay)
         drive = None
         if self.spec.user_data is not None:
             meta = self.spec.meta_data or json.dumps({"uuid": self.uuid}) + "\n"
