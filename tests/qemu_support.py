@@ -5,7 +5,9 @@ ISO with its cloud-config, user-mode networking that only forwards a loopback
 port to its SSH (``restrict=on``: nothing leaves the host), a virtio RNG, a
 fresh SMBIOS UUID (systemd derives the machine id from it, as under libvirt)
 and its serial console in a log file. Waits have deadlines and name what they
-waited for.
+waited for; the SSH banner is probed as ``lab up`` probes it
+(:func:`provisioner.readiness.ssh_banner`). :func:`overlay` also makes the disks
+of the benchmark's floor guests (:mod:`benchmarks.floor`).
 """
 
 from __future__ import annotations
