@@ -36,11 +36,18 @@ HOST_ROUND_TRIP_TIMEOUT = 10.0  # a commit under emulation can stall; etcdctl ge
 ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
 
 
-def ssh_banner(host: str, port: int = 22, timeout: float = 5.0) -> str | None:
-    """The SSH server's identification line, or None if nothing answers yet."""
+def ssh_banner(
+    host: str, port: int = 22, timeout: float = 5.0, read_timeout: float | None = None
+) -> str | None:
+    """The SSH server's identification line, or None if nothing answers yet.
+
+    ``timeout`` bounds the connection and, unless ``read_timeout`` is given, the
+    wait for the banner after it (a guest busy under emulation may connect at
+    once and answer seconds later).
+    """
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
+            sock.settimeout(timeout if read_timeout is None else read_timeout)
             data = sock.recv(256)
     except OSError:
         return None

@@ -18,12 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from provisioner.accel import choose_accel
-from provisioner.box import package
-from provisioner.box.build import build_box
-from provisioner.box.cache import cache_root, remove_tree
-from provisioner.box.qemu import GuestSpec, QemuGuest
-from provisioner.errors import LabError
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from provisioner.accel import choose_accel  # noqa: E402
+from provisioner.box import package  # noqa: E402
+from provisioner.box.build import build_box  # noqa: E402
+from provisioner.box.cache import cache_root, remove_tree  # noqa: E402
+from provisioner.errors import LabError  # noqa: E402
+from tests.qemu_support import GuestSpec, QemuGuest  # noqa: E402
 
 USER_DATA = "#cloud-config\nhostname: bench-01\n"
 

@@ -7,5 +7,5 @@
 - :mod:`~provisioner.box.image`, :mod:`~provisioner.box.disk`: raw disk, GRUB, qcow2.
 - :mod:`~provisioner.box.dockerimage`, :mod:`~provisioner.box.dockerstore`: offline busybox.
 - :mod:`~provisioner.box.package`: metadata.json, .box, ``vagrant box add``.
-- :mod:`~provisioner.box.qemu`: boot a box with plain qemu (tests, benchmarks).
+- :mod:`~provisioner.box.buildlog`: the build log, and the build's progress events.
 """

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.box import guest, image, package, rootfs
+from provisioner.box.buildlog import BuildLog, Reporter, null_reporter
 from provisioner.box.cache import (
     CachePaths,
     box_key,
@@ -36,7 +37,6 @@ from provisioner.box.cache import (
     rootfs_key,
     url_key,
 )
-from provisioner.box.progress import BuildLog, Reporter, null_reporter
 from provisioner.box.recipe import Recipe, find_recipe
 from provisioner.errors import BoxError, LabError
 
@@ -147,7 +147,9 @@ def build_box(
                     _add_to_vagrant(built, reporter)
                 return built
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        log = BuildLog(paths.logs / f"{entry_name(recipe.name, key)}-{stamp}.log", reporter)
+        log = BuildLog(
+            paths.logs / f"{entry_name(recipe.name, key)}-{stamp}.log", reporter, recipe.name
+        )
         try:
             if recipe.kind == "url":
                 built = _fetch(recipe, key, paths, log)
@@ -164,7 +166,7 @@ def build_box(
 
 
 def _add_to_vagrant(built: BuiltBox, reporter: Reporter) -> None:
-    log = BuildLog(built.directory / "vagrant.log", reporter)
+    log = BuildLog(built.directory / "vagrant.log", reporter, built.recipe)
     try:
         with log.step("vagrant", f"vagrant box add {built.vagrant_name}"):
             if not built.box_file.is_file():

@@ -11,24 +11,25 @@ from rich.status import Status
 from rich.table import Table
 
 from provisioner.box.build import BuiltBox, build_box, current_key, list_boxes
-from provisioner.box.progress import BuildEvent, Reporter
+from provisioner.box.buildlog import Reporter
 from provisioner.box.recipe import find_recipe
 from provisioner.errors import LabError
+from provisioner.progress import ProgressEvent, fan_out, jsonl_from_env
 
 
 def _reporter(console: Console, status: Status | None) -> Reporter:
-    def report(event: BuildEvent) -> None:
-        if event.kind == "start":
+    def report(event: ProgressEvent) -> None:
+        if event.status == "running":  # a step starts
             if status is not None:
-                status.update(f"[bold]{event.step}[/]: {event.message}")
+                status.update(f"[bold]{event.phase}[/]: {event.detail}")
             else:
-                console.print(f"{event.step}: {event.message} ...")
-        elif event.kind == "done":
-            console.print(f"[green]✓[/] {event.message} [dim]({event.elapsed or 0:.1f}s)[/]")
-        elif event.kind == "warning":
-            console.print(f"[yellow]![/] {event.step}: {event.message}")
+                console.print(f"{event.phase}: {event.detail} ...")
+        elif event.status == "ok":
+            console.print(f"[green]✓[/] {event.detail} [dim]({event.elapsed or 0:.1f}s)[/]")
+        elif event.status == "warning":
+            console.print(f"[yellow]![/] {event.phase}: {event.detail}")
         elif status is not None:
-            status.update(f"[bold]{event.step}[/]: {event.message[:100]}")
+            status.update(f"[bold]{event.phase}[/]: {event.detail[:100]}")
 
     return report
 
@@ -38,8 +39,14 @@ def build(name: str, *, force: bool = False) -> BuiltBox:
     console = Console(stderr=True)
     interactive = console.is_terminal
     status = console.status(f"box {name}", spinner="dots") if interactive else None
-    with status or contextlib.nullcontext():
-        built = build_box(name, force=force, reporter=_reporter(console, status))
+    jsonl = jsonl_from_env()  # LAB_PROGRESS_JSONL: the events as JSON lines too
+    reporter = fan_out([_reporter(console, status), *([jsonl] if jsonl else [])])
+    try:
+        with status or contextlib.nullcontext():
+            built = build_box(name, force=force, reporter=reporter)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
     state = "cached" if built.cached else "built"
     out = Console()
     out.print(

@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.box.buildlog import BuildLog
 from provisioner.box.cache import tree_hash
-from provisioner.box.progress import BuildLog
 from provisioner.box.recipe import GuestInstall
 from provisioner.box.rootfs import inside, write_file
 

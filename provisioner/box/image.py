@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from provisioner.box import disk
-from provisioner.box.progress import BuildLog
+from provisioner.box.buildlog import BuildLog
 from provisioner.box.recipe import Compression
 from provisioner.box.rootfs import write_file
 from provisioner.errors import BoxError, HostError

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from provisioner.box import dockerimage, dockerstore
-from provisioner.box.progress import BuildLog
+from provisioner.box.buildlog import BuildLog
 from provisioner.box.recipe import Recipe
 from provisioner.errors import BoxError, HostError
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.box import disk, image
-from provisioner.box.progress import BuildEvent, BuildLog
+from provisioner.box.buildlog import BuildLog
 from provisioner.errors import BoxError
+from provisioner.progress import ProgressEvent
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def fake_bootloader(folder: Path) -> Path:
 @needs_root
 @pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="e2fsprogs missing")
 def test_raw_disk_holds_the_tree_at_the_partition_offset_and_compresses(tmp_path: Path) -> None:
-    events: list[BuildEvent] = []
+    events: list[ProgressEvent] = []
     log = BuildLog(tmp_path / "build.log", events.append)
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
@@ -110,7 +111,7 @@ def test_raw_disk_holds_the_tree_at_the_partition_offset_and_compresses(tmp_path
 
 
 def test_build_log_names_itself_when_a_command_fails(tmp_path: Path) -> None:
-    events: list[BuildEvent] = []
+    events: list[ProgressEvent] = []
     log = BuildLog(tmp_path / "b.log", events.append)
     with log.step("demo", "run things"):
         assert log.run(["sh", "-c", "echo one; echo two >&2"], timeout=30) == "one\ntwo\n"
@@ -124,4 +125,4 @@ def test_build_log_names_itself_when_a_command_fails(tmp_path: Path) -> None:
     log.close()
     text = (tmp_path / "b.log").read_text()
     assert "$ sh -c echo one; echo two >&2" in text
-    assert [(e.kind, e.step) for e in events] == [("start", "demo"), ("done", "demo")]
+    assert [(e.status, e.phase) for e in events] == [("running", "demo"), ("ok", "demo")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,11 @@ def test_wheel_ships_templates_boxes_and_vagrantfile(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT)
     (wheel,) = wheels.glob("lab-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.namelist()
+    # the product only: benchmark and test harness code stays in the checkout
+    assert not [n for n in shipped if n.split("/")[0] in ("benchmarks", "tests", "scripts")]
+    assert "provisioner/progress.py" in shipped
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel)

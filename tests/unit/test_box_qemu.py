@@ -8,7 +8,7 @@ import pytest
 
 from provisioner.accel import AccelChoice
 from provisioner.box import image
-from provisioner.box.qemu import GuestSpec, accel_args, qemu_command
+from tests.qemu_support import GuestSpec, accel_args, qemu_command
 
 pytestmark = pytest.mark.unit
 

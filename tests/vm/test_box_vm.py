@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from provisioner.box.build import BuiltBox, build_box
-from provisioner.box.qemu import GuestSpec, QemuGuest
 from provisioner.errors import LabError, RemoteError
 from provisioner.guest.cloudinit.validate import validate
 from provisioner.remote.hostkeys import sha256_fingerprint
 from provisioner.remote.ssh import SSHRunner
+from tests.qemu_support import GuestSpec, QemuGuest
 
 pytestmark = pytest.mark.vm
 

@@ -1,11 +1,13 @@
-"""Progress of a box build: events for the CLI, every detail in a log file.
+"""The log of a box build: every command's output in a file, progress as events.
 
-A build is a sequence of named steps. Each step emits a ``start`` and a
-``done`` :class:`BuildEvent` (with its duration); long steps emit ``info``
-events on the way (debootstrap's ``I: ...`` lines, for example). The CLI
-renders events with rich; :func:`logging_reporter` turns them into plain log
-lines. Every command's output goes to the build log, never to the terminal,
-and a failing command raises :class:`BoxError` naming that log.
+A build is a sequence of named steps. Each step reports a ``running`` and an
+``ok`` :class:`~provisioner.progress.ProgressEvent` (the latter with its
+duration); long steps report ``info`` events on the way (debootstrap's
+``I: ...`` lines, for example) and ``warning`` ones when something is off. The
+CLI renders the events with rich (:mod:`provisioner.box.cli`);
+:func:`logging_reporter` turns them into plain log lines. Every command's
+output goes to the build log, never to the terminal, and a failing command
+raises :class:`BoxError` naming that log.
 """
 
 from __future__ import annotations
@@ -18,42 +20,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 from provisioner.errors import BoxError
+from provisioner.progress import Consumer, ProgressEvent, Status
 
-EventKind = Literal["start", "info", "done", "warning"]
-
-
-@dataclass(frozen=True)
-class BuildEvent:
-    kind: EventKind
-    step: str
-    message: str
-    elapsed: float | None = None  # seconds, on "done"
-
-
-Reporter = Callable[[BuildEvent], None]
+Reporter = Consumer
 
 
 def logging_reporter(logger: logging.Logger | None = None) -> Reporter:
     """A reporter that writes plain log lines (for scripts and tests)."""
     log = logger or logging.getLogger("provisioner.box")
 
-    def report(event: BuildEvent) -> None:
-        if event.kind == "done":
-            log.info("%s: %s (%.1fs)", event.step, event.message, event.elapsed or 0.0)
-        elif event.kind == "warning":
-            log.warning("%s: %s", event.step, event.message)
+    def report(event: ProgressEvent) -> None:
+        if event.status == "ok":
+            log.info("%s: %s (%.1fs)", event.phase, event.detail, event.elapsed or 0.0)
+        elif event.status == "warning":
+            log.warning("%s: %s", event.phase, event.detail)
         else:
-            log.info("%s: %s", event.step, event.message)
+            log.info("%s: %s", event.phase, event.detail)
 
     return report
 
 
-def null_reporter(event: BuildEvent) -> None:
+def null_reporter(event: ProgressEvent) -> None:
     """Ignore progress."""
     del event
 
@@ -71,10 +62,12 @@ CHROOT_ENV = {
 class BuildLog:
     """The log file of one build plus the reporter; runs commands with their output logged."""
 
-    def __init__(self, path: Path, reporter: Reporter) -> None:
+    def __init__(self, path: Path, reporter: Reporter, subject: str = "box") -> None:
         self.path = path
         self.reporter = reporter
+        self.subject = subject  # the events' subject: the box being built
         self.step_name = "build"
+        self.step_started = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: IO[str] = path.open("a", encoding="utf-8", errors="replace")
         self._lock = threading.Lock()
@@ -87,34 +80,40 @@ class BuildLog:
             self._handle.write(line.rstrip("\n") + "\n")
             self._handle.flush()
 
+    def report(self, status: Status, message: str) -> None:
+        """Hand the current step's progress to the reporter."""
+        elapsed = time.monotonic() - self.step_started
+        self.reporter(ProgressEvent(self.subject, self.step_name, status, message, elapsed))
+
     def info(self, message: str) -> None:
         self.write(f"[{self.step_name}] {message}")
-        self.reporter(BuildEvent("info", self.step_name, message))
+        self.report("info", message)
 
     def progress(self, message: str) -> None:
         """Report a line that is in the log already (a command's own output)."""
-        self.reporter(BuildEvent("info", self.step_name, message))
+        self.report("info", message)
 
     def warning(self, message: str) -> None:
         self.write(f"[{self.step_name}] WARNING {message}")
-        self.reporter(BuildEvent("warning", self.step_name, message))
+        self.report("warning", message)
 
     @contextlib.contextmanager
     def step(self, name: str, message: str) -> Iterator[None]:
-        previous, self.step_name = self.step_name, name
-        started = time.monotonic()
+        outer = self.step_name, self.step_started
+        self.step_name, self.step_started = name, time.monotonic()
         self.write(f"==> {name}: {message}")
-        self.reporter(BuildEvent("start", name, message))
+        self.report("running", message)
         try:
             yield
         except BaseException as exc:
-            self.write(f"<== {name} FAILED after {time.monotonic() - started:.1f}s: {exc!r}")
+            took = time.monotonic() - self.step_started
+            self.step_name, self.step_started = outer
+            self.write(f"<== {name} FAILED after {took:.1f}s: {exc!r}")
             raise
-        finally:
-            self.step_name = previous
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - self.step_started
         self.write(f"<== {name}: done in {elapsed:.1f}s")
-        self.reporter(BuildEvent("done", name, message, elapsed))
+        self.report("ok", message)
+        self.step_name, self.step_started = outer
 
     def run(
         self,

@@ -1,19 +1,19 @@
-"""Boot a box image with plain qemu: for tests and benchmarks, no libvirt or Vagrant.
+"""Boot a box image with plain qemu, no libvirt or Vagrant: for tests and scripts/bench_box.py.
 
 Each guest gets a qcow2 overlay on the (read-only) box image, a ``config-2``
 ISO with its cloud-config, user-mode networking that only forwards a loopback
 port to its SSH (``restrict=on``: nothing leaves the host), a virtio RNG, a
 fresh SMBIOS UUID (systemd derives the machine id from it, as under libvirt)
 and its serial console in a log file. Waits have deadlines and name what they
-waited for.
+waited for; the SSH banner is probed as ``lab up`` probes it
+(:func:`provisioner.readiness.ssh_banner`). :func:`overlay` also makes the disks
+of the benchmark's floor guests (:mod:`benchmarks.floor`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -24,7 +24,9 @@ from types import TracebackType
 from provisioner.accel import AccelChoice, choose_accel
 from provisioner.configdrive import build_config_drive
 from provisioner.errors import HostError, NodeError, WaitTimeout
+from provisioner.readiness import ssh_banner
 from provisioner.remote.hostkeys import parse_host_key_fingerprints
+from tests.loopback import free_port
 
 QEMU = "qemu-system-x86_64"
 
@@ -39,13 +41,6 @@ class GuestSpec:
     memory_mb: int = 768
     cpus: int = 1
     ssh_port: int | None = None  # None: a free loopback port
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def accel_args(choice: AccelChoice) -> list[str]:
@@ -97,6 +92,19 @@ def qemu_command(
     return command
 
 
+def overlay(base: Path, target: Path) -> None:
+    """A qcow2 overlay at ``target`` backed by ``base`` (which is never written)."""
+    result = subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise HostError(f"qemu-img create {target} failed: {result.stderr.strip()}")
+
+
 class QemuGuest:
     """One running guest. Use as a context manager so it is always stopped."""
 
@@ -127,26 +135,7 @@ class QemuGuest:
         if shutil.which(QEMU) is None:
             raise HostError(f"{QEMU} is not installed", hint="apt-get install qemu-system-x86")
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                "qcow2",
-                "-b",
-                str(self.spec.image.resolve()),
-                str(self.overlay),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise HostError(f"qemu-img create {self.overlay} failed: {result.stderr.strip()}")
+        overlay(self.spec.image.resolve(), self.overlay)
         drive = None
         if self.spec.user_data is not None:
             meta = self.spec.meta_data or json.dumps({"uuid": self.uuid}) + "\n"
@@ -199,13 +188,9 @@ class QemuGuest:
         waiting_for = f"the SSH banner on 127.0.0.1:{self.ssh_port}"
         while time.monotonic() < deadline:
             self._check_alive(waiting_for)
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.ssh_port), timeout=2) as sock,
-            ):
-                sock.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
-                if sock.recv(64).startswith(b"SSH-"):
-                    return time.monotonic() - self.started_at
+            read_timeout = max(0.5, min(5.0, deadline - time.monotonic()))
+            if ssh_banner("127.0.0.1", self.ssh_port, timeout=2, read_timeout=read_timeout):
+                return time.monotonic() - self.started_at
             time.sleep(0.5)
         raise WaitTimeout(
             self.spec.name,
