@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-import json
 import shutil
 import threading
 import time
@@ -45,7 +44,7 @@ CLUSTER_TIMEOUT = 600.0  # etcd healthy, fleet sees everyone
 SHUTDOWN_TIMEOUT = 180.0
 LOGIN_POLL = 1.0  # reading the console log is cheap; a login try is not
 LOGIN_BLIND_EVERY = 10  # before the console shows the keys written, try once per 10 polls
-DISCOVERY_STATE = "discovery"
+DISCOVERY_STATE = "discovery"  # .lab/discovery: the per-lab service of earlier versions
 
 CLUSTER_ROW = "etcd+fleet"  # the progress row of the cluster checks
 
@@ -225,16 +224,12 @@ class Run:
             return "static bootstrap"
         if record.mode != "local":
             return f"{record.mode}: {record.url}"
-        from provisioner.discovery import ensure_running
+        from provisioner.discovery import create_token, ensure_running
 
         ensure_running(
-            self.config.gateway,
-            int(urllib.parse.urlsplit(record.url).port or 80),
-            self.config.state_dir / DISCOVERY_STATE,
-            node_access.log_dir(self.config) / "discovery.log",
-            timeout=30,
+            self.config.gateway, int(urllib.parse.urlsplit(record.url).port or 80), timeout=30
         )
-        register_token(record.url, record.size)
+        create_token(record.url, record.size)
         return record.url
 
     # drives --------------------------------------------------------------
@@ -520,21 +515,6 @@ def _public_key(config: LabConfig) -> tuple[Path, str]:
     return ensure_ssh_key(config.state_dir)
 
 
-def register_token(url: str, size: int, timeout: float = 10.0) -> None:
-    """Create the token on the lab's discovery service (``PUT <token>/_config/size``)."""
-    body = urllib.parse.urlencode({"value": str(size)}).encode()
-    request = urllib.request.Request(f"{url}/_config/size", data=body, method="PUT")  # noqa: S310
-    request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - lab's own service
-            json.loads(reply.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise LabError(
-            f"could not register the discovery token at {url}: {exc}",
-            hint="see .lab/logs/discovery.log",
-        ) from exc
-
-
 # --- up ---------------------------------------------------------------------
 
 
@@ -677,19 +657,20 @@ def destroy(config: LabConfig) -> DestroyResult:
     cleans up after an interrupted ``up`` or a lost state file. The shared box
     stays. The user's lab.yaml and fragments are never touched.
     """
-    from provisioner.discovery import delete_token, stop_daemon
+    from provisioner.discovery import delete_token, retire
     from provisioner.hypervisor.libvirt import LibvirtHost
 
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
         state = load_state(config.state_dir)
         token_deleted = False
-        discovery_dir = config.state_dir / DISCOVERY_STATE
-        if state.discovery and state.discovery.mode == "local" and discovery_dir.exists():
+        if state.discovery and state.discovery.mode == "local":
+            service = urllib.parse.urlsplit(state.discovery.url)
             try:
                 token_deleted = delete_token(state.discovery.url, timeout=5)
             except LabError:
-                token_deleted = False  # the service is down; its state goes with .lab below
-            stop_daemon(discovery_dir)
+                token_deleted = False  # the service is down; its token goes when it is retired
+            # The host's service for this address stops once no lab holds a token in it.
+            retire(service.hostname or "", service.port or 80)
         with file_lock(host_lock_path(), "libvirt networks"):
             host = LibvirtHost.open()
             try:
