@@ -224,8 +224,9 @@ class Run:
             return "static bootstrap"
         if record.mode != "local":
             return f"{record.mode}: {record.url}"
-        from provisioner.discovery import create_token, ensure_running
+        from provisioner.discovery import create_token, ensure_running, stop_legacy_daemon
 
+        stop_legacy_daemon(self.config.state_dir / DISCOVERY_STATE)
         ensure_running(
             self.config.gateway, int(urllib.parse.urlsplit(record.url).port or 80), timeout=30
         )
@@ -657,20 +658,15 @@ def destroy(config: LabConfig) -> DestroyResult:
     cleans up after an interrupted ``up`` or a lost state file. The shared box
     stays. The user's lab.yaml and fragments are never touched.
     """
-    from provisioner.discovery import delete_token, retire
+    from provisioner.discovery import release_token, stop_legacy_daemon
     from provisioner.hypervisor.libvirt import LibvirtHost
 
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
         state = load_state(config.state_dir)
         token_deleted = False
         if state.discovery and state.discovery.mode == "local":
-            service = urllib.parse.urlsplit(state.discovery.url)
-            try:
-                token_deleted = delete_token(state.discovery.url, timeout=5)
-            except LabError:
-                token_deleted = False  # the service is down; its token goes when it is retired
-            # The host's service for this address stops once no lab holds a token in it.
-            retire(service.hostname or "", service.port or 80)
+            token_deleted = release_token(state.discovery.url)
+        stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
         with file_lock(host_lock_path(), "libvirt networks"):
             host = LibvirtHost.open()
             try:

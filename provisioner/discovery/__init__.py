@@ -22,11 +22,13 @@ from provisioner.discovery.protocol import DEFAULT_PORT, DEFAULT_SIZE, parse_lis
 from provisioner.discovery.service import (
     DiscoveryServer,
     ensure_running,
+    release_token,
     retire,
     run_service,
     service_dir,
     state_root,
     stop_daemon,
+    stop_legacy_daemon,
 )
 
 __all__ = [
@@ -43,10 +45,12 @@ __all__ = [
     "fetch_token",
     "new_token",
     "parse_listen",
+    "release_token",
     "retire",
     "run_service",
     "service_dir",
     "state_root",
     "stop_daemon",
+    "stop_legacy_daemon",
     "token_url",
 ]

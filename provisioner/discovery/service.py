@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Final
+from urllib.parse import urlsplit
 
-from provisioner.discovery.client import check_health, ensure_registry, list_tokens
+from provisioner.discovery.client import check_health, delete_token, ensure_registry, list_tokens
 from provisioner.discovery.protocol import base_url, http_url
 from provisioner.errors import DiscoveryError
 
@@ -286,6 +287,9 @@ class DiscoveryServer:
             hint=f"see {self.log_file}",
         )
 
+    def _ours(self, pid: int) -> bool:
+        return is_running(pid, self.state_dir)
+
     @property
     def pid(self) -> int:
         if self.process is None:
@@ -301,7 +305,7 @@ class DiscoveryServer:
         """Stop etcd (SIGTERM, then SIGKILL) and forget its pid file."""
         process, self.process = self.process, None
         if process is not None:
-            _terminate(process.pid, self.state_dir)
+            _terminate(process.pid, self._ours)
             process.wait(timeout=5)
             _remove_pidfile(self.state_dir, process.pid)
 
@@ -324,14 +328,14 @@ def _remove_pidfile(directory: Path, pid: int) -> None:
         (directory / PID_FILE).unlink(missing_ok=True)
 
 
-def _terminate(pid: int, directory: Path, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL; returns once ``pid`` no longer serves ``directory``."""
+def _terminate(pid: int, alive: Callable[[int], bool], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL; returns once ``alive(pid)`` is false."""
     for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not is_running(pid, directory):
+            if not alive(pid):
                 return
             time.sleep(_POLL)
     raise DiscoveryError(
@@ -381,7 +385,7 @@ def stop_daemon(state_dir: Path) -> bool:
     directory = state_dir.absolute()
     pids = running_pids(directory)
     for pid in pids:
-        _terminate(pid, directory)
+        _terminate(pid, lambda p: is_running(p, directory))
         log.info("stopped discovery etcd pid %d", pid)
     (directory / PID_FILE).unlink(missing_ok=True)
     return bool(pids)
@@ -404,6 +408,43 @@ def retire(host: str, port: int, state_dir: Path | None = None) -> bool:
         return False
     stop_daemon(directory)
     shutil.rmtree(directory, ignore_errors=True)
+    return True
+
+
+def release_token(discovery_url: str, timeout: float = 5.0) -> bool:
+    """Delete a token of this host's service, then :func:`retire` the service if it is empty.
+
+    False when the token was not deleted (no service for its address, or none answering).
+    """
+    parts = urlsplit(discovery_url)
+    host, port = parts.hostname or "", parts.port or 80
+    if not service_dir(host, port).exists():
+        return False
+    try:
+        deleted = delete_token(discovery_url, timeout=timeout)
+    except DiscoveryError:
+        deleted = False  # not answering: retire stops it and keeps its data
+    retire(host, port)
+    return deleted
+
+
+def stop_legacy_daemon(directory: Path) -> bool:
+    """Stop the per-lab Python discovery service of earlier lab versions (``.lab/discovery``).
+
+    It would hold the lab's gateway port against the etcd that replaces it.
+    """
+    try:
+        pid = int(json.loads((directory / "discovery.pid").read_text(encoding="utf-8"))["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+    def alive(pid: int) -> bool:
+        argv = _cmdline(pid)
+        return argv is not None and b"provisioner.discovery" in argv
+
+    if not alive(pid):
+        return False
+    _terminate(pid, alive)
     return True
 
 

@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -23,8 +25,11 @@ from provisioner.discovery import (
     ensure_running,
     fetch_token,
     new_token,
+    release_token,
     retire,
+    service_dir,
     stop_daemon,
+    stop_legacy_daemon,
 )
 from provisioner.discovery.client import list_tokens
 from provisioner.discovery.service import is_running, read_pidfile, running_pids
@@ -320,3 +325,41 @@ def test_retiring_one_address_leaves_the_others_alone(tmp_path: Path) -> None:
     finally:
         stop_daemon(mine)
         stop_daemon(theirs)
+
+
+def test_release_token_stops_the_service_with_the_last_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    port = free_port()
+    directory = service_dir("127.0.0.1", port)
+    assert directory == tmp_path / "lab" / "discovery" / f"127.0.0.1-{port}"
+    try:
+        url = ensure_running("127.0.0.1", port)
+        first, second = new_token(url, 3), new_token(url, 1)
+        assert release_token(first) is True
+        assert check_health(url) is not None  # another lab's token is still there
+        assert release_token(second) is True
+        assert check_health(url) is None
+        assert not directory.exists()
+        assert release_token(second) is False  # no service for that address any more
+    finally:
+        stop_daemon(directory)
+
+
+def test_the_per_lab_service_of_earlier_versions_is_stopped(tmp_path: Path) -> None:
+    legacy = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "provisioner.discovery"]
+    )
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "discovery.pid").write_text(json.dumps({"pid": legacy.pid, "url": "x"}))
+        assert stop_legacy_daemon(tmp_path) is True
+        legacy.wait(timeout=1)  # gone already: stop_legacy_daemon waited for it
+        (tmp_path / "discovery.pid").write_text(json.dumps({"pid": other.pid, "url": "x"}))
+        assert stop_legacy_daemon(tmp_path) is False  # not a discovery service: left alone
+        assert other.poll() is None
+    finally:
+        for process in (legacy, other):
+            process.kill()
+            process.wait(timeout=10)
