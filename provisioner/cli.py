@@ -221,30 +221,35 @@ def discovery() -> None:
     """The etcd discovery service labs bootstrap from (works offline)."""
 
 
-def _discovery_state_dir() -> Path:
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "lab" / "discovery"
-
-
-@discovery.command("serve")
-@click.option(
+listen_option = click.option(
     "--listen",
     default=f"127.0.0.1:{DISCOVERY_PORT}",
     show_default=True,
-    help="HOST:PORT to bind (':PORT' for every interface).",
+    help="HOST:PORT of the service (':PORT' for every interface).",
 )
-@click.option(
+state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where tokens are kept (default: ~/.local/state/lab/discovery).",
+    help="The service's directory (default: ~/.local/state/lab/discovery/HOST-PORT).",
 )
-@click.option("--public-url", help="Prefix of the URLs /new hands out (default: the URL asked).")
-@handle_errors
-def discovery_serve(listen: str, state_dir: Path | None, public_url: str | None) -> None:
-    """Run the discovery service in the foreground; tokens survive restarts."""
-    from provisioner.discovery import parse_listen, run_service
 
-    run_service(parse_listen(listen), state_dir or _discovery_state_dir(), public_url)
+
+@discovery.command("serve")
+@listen_option
+@state_dir_option
+@handle_errors
+def discovery_serve(listen: str, state_dir: Path | None) -> None:
+    """Run the discovery service (etcd, v2 API) in the foreground; tokens survive restarts."""
+    from provisioner.discovery import DiscoveryServer, parse_listen, run_service
+
+    def ready(server: DiscoveryServer) -> None:
+        click.echo(
+            f"discovery service at {server.url} (etcd pid {server.pid}); "
+            f"data in {server.state_dir}, log in {server.log_file}",
+            err=True,
+        )
+
+    run_service(parse_listen(listen), state_dir, ready)
 
 
 @discovery.command("new")
@@ -259,17 +264,14 @@ def discovery_new(size: int, server: str) -> None:
 
 
 @discovery.command("stop")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The state directory of the service to stop.",
-)
+@listen_option
+@state_dir_option
 @handle_errors
-def discovery_stop(state_dir: Path | None) -> None:
+def discovery_stop(listen: str, state_dir: Path | None) -> None:
     """Stop a discovery service started in the background."""
-    from provisioner.discovery import stop_daemon
+    from provisioner.discovery import parse_listen, service_dir, stop_daemon
 
-    directory = state_dir or _discovery_state_dir()
+    directory = state_dir or service_dir(*parse_listen(listen))
     if not stop_daemon(directory):
         raise LabError(f"no discovery service is running for {directory}")
 

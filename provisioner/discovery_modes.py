@@ -1,8 +1,8 @@
 """Which etcd discovery a lab bootstraps from, and its token.
 
-- ``local`` (default): the lab's own discovery service, run on the host at the
-  lab network's gateway address; works with no internet. The token is made here
-  and registered with the service by ``lab up``.
+- ``local`` (default): the host's discovery service (a real etcd with its v2
+  API on) at the lab network's gateway address; works with no internet. The
+  token is made here and registered with the service by ``lab up``.
 - ``public``: discovery.etcd.io, for users online (never contacted by tests).
 - ``static``: no discovery; ``initial-cluster`` from the reserved addresses.
 - an explicit URL: used as given.
@@ -21,14 +21,19 @@ from provisioner.config import LabConfig
 from provisioner.errors import DiscoveryError
 from provisioner.state import DiscoveryRecord
 
-# discovery.etcd.io's port, the discovery service's default (protocol.DEFAULT_PORT);
-# spelled out so rendering does not import the server.
+# The discovery service's port and token URL form (discovery.protocol's DEFAULT_PORT
+# and token_url), spelled out so rendering does not import the service.
 LOCAL_PORT = 8087
+REGISTRY_PATH = "/v2/keys/_etcd/registry/"
 PUBLIC_SERVICE = "https://discovery.etcd.io"
 
 
+def local_prefix(config: LabConfig) -> str:
+    return f"http://{config.gateway}:{LOCAL_PORT}{REGISTRY_PATH}"
+
+
 def local_url(config: LabConfig, token: str) -> str:
-    return f"http://{config.gateway}:{LOCAL_PORT}/{token}"
+    return local_prefix(config) + token
 
 
 def new_public_token(size: int, timeout: float = 15.0) -> str:
@@ -62,7 +67,7 @@ def resolve(config: LabConfig, previous: DiscoveryRecord | None) -> DiscoveryRec
 
 def _fits(record: DiscoveryRecord, config: LabConfig) -> bool:
     if record.mode == "local":
-        return record.url.startswith(f"http://{config.gateway}:{LOCAL_PORT}/")
+        return record.url.startswith(local_prefix(config))
     if record.mode == "public":
         return True
     return record.url == config.discovery

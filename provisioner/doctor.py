@@ -93,6 +93,7 @@ def run_checks(directory: Path, *, fix: bool) -> list[CheckResult]:
         lambda: check_command("qemu-img", "qemu-img", "qemu-utils"),
         lambda: check_command("config drives", "genisoimage", "genisoimage"),
         lambda: check_command("box builder", "debootstrap", "debootstrap"),
+        lambda: check_command("discovery service", "etcd", "etcd-server"),
         lambda: check_libvirt(fix),
         lambda: check_pool(fix),
         lambda: check_command("vagrant", "vagrant", "vagrant"),

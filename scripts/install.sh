@@ -16,7 +16,7 @@ PACKAGES=(
   vagrant vagrant-libvirt
   # box building and config drives
   debootstrap genisoimage e2fsprogs
-  # etcd for the integration tier and the host-side tools
+  # etcd: the discovery service labs bootstrap from, the integration tier, host-side tools
   etcd-server etcd-client
   # python: a virtualenv and what libvirt-python builds with
   python3 python3-venv python3-dev gcc pkg-config libvirt-dev

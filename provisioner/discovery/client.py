@@ -1,8 +1,10 @@
-"""Talking to a discovery service: create, inspect and delete tokens.
+"""Tokens on a discovery etcd, through its v2 keys API.
 
-Token inspection speaks the etcd v2 keys API exactly as etcd's own discovery
-client does (``GET <url>/_config/size``, ``GET <url>``), so it works against
-this project's service and against a plain etcd holding a registry.
+The only writes lab makes are the ones etcd's documentation gives for a
+custom discovery service: ``PUT <token>/_config/size`` to create a token and
+a recursive ``DELETE`` of its directory to drop it. Reads go the way etcd's
+own discovery client reads (``GET <url>/_config/size``, ``GET <url>``), so
+they work against any etcd holding a registry and against discovery.etcd.io.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from __future__ import annotations
 import json
 import posixpath
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Final
 
-from provisioner.discovery.protocol import SERVICE_NAME, TOKEN_PATTERN, split_discovery_url
+from provisioner.discovery.protocol import (
+    DEFAULT_SIZE,
+    KEYS_PREFIX,
+    REGISTRY,
+    check_size,
+    new_token_id,
+    split_discovery_url,
+    token_url,
+)
 from provisioner.errors import DiscoveryError
 
 DEFAULT_TIMEOUT: Final = 10.0
@@ -45,10 +56,8 @@ class TokenState:
 
 @dataclass(frozen=True)
 class Health:
-    """The ``/health`` answer of this project's discovery service."""
+    """A healthy discovery etcd and its v2 store's index (``X-Etcd-Index``)."""
 
-    pid: int
-    state_dir: str
     index: int
 
 
@@ -56,19 +65,34 @@ class Health:
 class _Answer:
     status: int
     body: bytes
+    index: int | None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace").strip()
 
 
-def _request(method: str, url: str, timeout: float, what: str) -> _Answer:
+def _answer(status: int, body: bytes, headers: Any) -> _Answer:
+    index = headers.get("X-Etcd-Index") if headers is not None else None
+    return _Answer(status, body, int(index) if index and index.isdigit() else None)
+
+
+def _request(
+    method: str, url: str, timeout: float, what: str, form: dict[str, str] | None = None
+) -> _Answer:
     """One HTTP request; every answer comes back, transport failures raise DiscoveryError."""
-    request = urllib.request.Request(url, method=method)  # noqa: S310 - http(s) URLs only
     if not url.startswith(("http://", "https://")):
         raise DiscoveryError(f"{what}: not an http(s) URL: {url!r}", hint=SERVE_HINT)
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return _Answer(response.status, response.read())
+            return _answer(response.status, response.read(), response.headers)
     except urllib.error.HTTPError as error:
         with error:
-            return _Answer(error.code, error.read())
+            return _answer(error.code, error.read(), error.headers)
     except urllib.error.URLError as error:
         reason = error.reason
         text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
@@ -81,42 +105,52 @@ def _request(method: str, url: str, timeout: float, what: str) -> _Answer:
         raise DiscoveryError(f"{what}: {url} failed: {error}", hint=SERVE_HINT) from error
 
 
-def new_token(server_url: str, size: int = 3, timeout: float = DEFAULT_TIMEOUT) -> str:
-    """Create a token for ``size`` members and return its discovery URL.
+def _refused(what: str, answer: _Answer) -> DiscoveryError:
+    hint = SERVE_HINT
+    if answer.status == 404 and not answer.text.startswith("{"):
+        hint = "the server is not an etcd with its v2 API on (etcd --enable-v2)"
+    return DiscoveryError(f"{what}: {answer.status} {answer.text[:200]}", hint=hint)
 
-    The URL starts with the service's public URL, or with ``server_url`` when
-    none was configured: create tokens through the address the members use.
+
+def create_token(
+    discovery_url: str, size: int, *, exclusive: bool = False, timeout: float = DEFAULT_TIMEOUT
+) -> bool:
+    """``PUT <url>/_config/size``; False when ``exclusive`` and the token exists already."""
+    _, token = split_discovery_url(discovery_url)
+    query = "?prevExist=false" if exclusive else ""
+    url = f"{discovery_url.rstrip('/')}/_config/size{query}"
+    what = f"creating discovery token {token}"
+    answer = _request("PUT", url, timeout, what, {"value": str(check_size(size))})
+    if answer.status in (200, 201):
+        return True
+    if exclusive and answer.status == 412:
+        return False
+    raise _refused(what, answer)
+
+
+def new_token(server_url: str, size: int = DEFAULT_SIZE, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Create a fresh token for ``size`` members on ``server_url``; its discovery URL.
+
+    Create tokens through the address the members use: the URL starts with it.
     """
-    url = f"{server_url.rstrip('/')}/new?size={size}"
-    answer = _request("GET", url, timeout, "creating a discovery token")
-    text = answer.body.decode("utf-8", "replace").strip()
-    if answer.status == 400:
-        raise DiscoveryError(
-            f"discovery service refused to create a token: {text}",
-            hint="the cluster size must be a whole number of at least 1",
-        )
-    if answer.status != 200 or not TOKEN_PATTERN.fullmatch(text.rsplit("/", 1)[-1]):
-        raise DiscoveryError(
-            f"{server_url} is not a discovery service: /new answered {answer.status} {text[:80]!r}",
-            hint=SERVE_HINT,
-        )
-    return text
+    check_size(size)
+    while True:
+        url = token_url(server_url, new_token_id())
+        if create_token(url, size, exclusive=True, timeout=timeout):
+            return url
 
 
 def delete_token(discovery_url: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Delete a token and everything under it; False if it was already gone."""
-    base, token = split_discovery_url(discovery_url)
+    _, token = split_discovery_url(discovery_url)
     url = f"{discovery_url.rstrip('/')}?recursive=true"
-    answer = _request("DELETE", url, timeout, f"deleting discovery token {token}")
+    what = f"deleting discovery token {token}"
+    answer = _request("DELETE", url, timeout, what)
     if answer.status == 200:
         return True
-    if answer.status == 404:
+    if answer.status == 404 and answer.text.startswith("{"):
         return False
-    raise DiscoveryError(
-        f"{base} refused to delete discovery token {token}: {answer.status} "
-        f"{answer.body.decode('utf-8', 'replace').strip()[:200]}",
-        hint=SERVE_HINT,
-    )
+    raise _refused(what, answer)
 
 
 def _keys_json(answer: _Answer, what: str) -> dict[str, Any]:
@@ -157,21 +191,39 @@ def fetch_token(discovery_url: str, timeout: float = DEFAULT_TIMEOUT) -> TokenSt
     return TokenState(url, int(value), tuple(members))
 
 
+def ensure_registry(server_url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Create the registry directory, so an unknown token's error names the token."""
+    url = f"{server_url.rstrip('/')}{KEYS_PREFIX}{REGISTRY}?dir=true&prevExist=false"
+    answer = _request("PUT", url, timeout, "creating the discovery registry")
+    if answer.status not in (201, 412):
+        raise _refused("creating the discovery registry", answer)
+
+
+def list_tokens(server_url: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """The tokens a discovery etcd holds."""
+    url = f"{server_url.rstrip('/')}{KEYS_PREFIX}{REGISTRY}"
+    what = "listing discovery tokens"
+    answer = _request("GET", url, timeout, what)
+    if answer.status == 404 and answer.text.startswith("{"):
+        return []
+    if answer.status != 200:
+        raise _refused(what, answer)
+    nodes = _keys_json(answer, what).get("node", {}).get("nodes", [])
+    return sorted(posixpath.basename(str(n["key"])) for n in nodes)
+
+
 def check_health(server_url: str, timeout: float = 2.0) -> Health | None:
-    """This project's service at ``server_url``, or None if something else (or nothing) answers."""
+    """The discovery etcd at ``server_url`` if it is healthy and serves the v2 API, else None."""
+    base = server_url.rstrip("/")
     try:
-        answer = _request("GET", f"{server_url.rstrip('/')}/health", timeout, "health check")
+        health = _request("GET", f"{base}/health", timeout, "health check")
+        keys = _request("GET", f"{base}{KEYS_PREFIX}{REGISTRY}", timeout, "health check")
     except DiscoveryError:
         return None
     try:
-        document = json.loads(answer.body)
-    except ValueError:
+        healthy = json.loads(health.body).get("health") == "true"
+    except (ValueError, AttributeError):
         return None
-    if answer.status != 200 or not isinstance(document, dict):
+    if health.status != 200 or not healthy or keys.index is None:
         return None
-    if document.get("service") != SERVICE_NAME:
-        return None
-    try:
-        return Health(int(document["pid"]), str(document["stateDir"]), int(document["index"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+    return Health(keys.index)

@@ -7,7 +7,6 @@ again after an interruption, it finds what the last run made.
 from __future__ import annotations
 
 import ipaddress
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner import nodes as node_access
 from provisioner.config import LabConfig
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import LabError
@@ -26,7 +24,7 @@ from provisioner.state import LabState, ensure_ssh_key
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
 
-DISCOVERY_STATE = "discovery"  # .lab/discovery: the local discovery service's files
+DISCOVERY_STATE = "discovery"  # .lab/discovery: the per-lab service of earlier versions
 
 
 def prepare_host(config: LabConfig) -> str:
@@ -105,32 +103,12 @@ def discovery(config: LabConfig, state: LabState) -> str:
         return "static bootstrap"
     if record.mode != "local":
         return f"{record.mode}: {record.url}"
-    from provisioner.discovery import ensure_running
+    from provisioner.discovery import create_token, ensure_running, stop_legacy_daemon
 
-    ensure_running(
-        config.gateway,
-        int(urllib.parse.urlsplit(record.url).port or 80),
-        config.state_dir / DISCOVERY_STATE,
-        node_access.log_dir(config) / "discovery.log",
-        timeout=30,
-    )
-    register_token(record.url, record.size)
+    stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
+    ensure_running(config.gateway, int(urllib.parse.urlsplit(record.url).port or 80), timeout=30)
+    create_token(record.url, record.size)
     return record.url
-
-
-def register_token(url: str, size: int, timeout: float = 10.0) -> None:
-    """Create the token on the lab's discovery service (``PUT <token>/_config/size``)."""
-    body = urllib.parse.urlencode({"value": str(size)}).encode()
-    request = urllib.request.Request(f"{url}/_config/size", data=body, method="PUT")  # noqa: S310
-    request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - lab's own service
-            json.loads(reply.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise LabError(
-            f"could not register the discovery token at {url}: {exc}",
-            hint="see .lab/logs/discovery.log",
-        ) from exc
 
 
 def drives(config: LabConfig) -> str:

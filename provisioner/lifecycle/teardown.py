@@ -92,19 +92,15 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
     cleans up after an interrupted ``up`` or a lost state file. The shared box
     stays. The user's lab.yaml and fragments are never touched.
     """
-    from provisioner.discovery import delete_token, stop_daemon
+    from provisioner.discovery import release_token, stop_legacy_daemon
 
     open_host = (backends or default_backends()).open_host
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
         state = load_state(config.state_dir)
         token_deleted = False
-        discovery_dir = config.state_dir / DISCOVERY_STATE
-        if state.discovery and state.discovery.mode == "local" and discovery_dir.exists():
-            try:
-                token_deleted = delete_token(state.discovery.url, timeout=5)
-            except LabError:
-                token_deleted = False  # the service is down; its state goes with .lab below
-            stop_daemon(discovery_dir)
+        if state.discovery and state.discovery.mode == "local":
+            token_deleted = release_token(state.discovery.url)
+        stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
         with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
             removed = host.remove_lab(config.name)
         shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)

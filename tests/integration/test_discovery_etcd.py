@@ -1,32 +1,27 @@
 """Real etcd 3.4 members bootstrapping through the project's discovery service.
 
-Every etcd runs on 127.0.0.1 with ports picked at run time and its own data
-directory (:mod:`tests.etcd_support`), and is killed at teardown.
+The service is itself an etcd (:class:`DiscoveryServer`); every member runs on
+127.0.0.1 with ports picked at run time and its own data directory
+(:mod:`tests.etcd_support`), and is killed at teardown.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import logging
 import os
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from provisioner.cli import main
 from provisioner.discovery import DiscoveryServer, fetch_token, new_token
+from provisioner.discovery.client import list_tokens
 from provisioner.errors import DiscoveryError
 from tests.etcd_support import ETCD, ETCDCTL, Etcds
-from tests.loopback import wait_for
+from tests.loopback import free_port, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,7 +43,7 @@ def etcds(tmp_path: Path) -> Iterator[Etcds]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[DiscoveryServer]:
-    with DiscoveryServer(("127.0.0.1", 0), tmp_path / "discovery", watch_timeout=1.0) as running:
+    with DiscoveryServer(("127.0.0.1", free_port()), tmp_path / "discovery") as running:
         yield running
 
 
@@ -63,40 +58,15 @@ def etcdctl(endpoints: list[str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-class RequestLog(logging.Handler):
-    """Collects the service's request log lines."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def request_log() -> Iterator[RequestLog]:
-    handler = RequestLog()
-    logger = logging.getLogger("provisioner.discovery.server")
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
 def test_three_members_bootstrap_and_a_fourth_is_refused(
-    server: DiscoveryServer, etcds: Etcds, request_log: RequestLog
+    server: DiscoveryServer, etcds: Etcds
 ) -> None:
     url = new_token(server.url, 3)
     token = url.rsplit("/", 1)[1]
     members = []
     for n in range(3):
         members.append(etcds.start(f"m{n}", "--discovery", url))
-        time.sleep(1.5)  # longer than the service's 1 s watch timeout: the first ones re-poll
+        time.sleep(1.5)  # the first ones wait on the token before the next registers
     endpoints = [m.client_url for m in members]
 
     def healthy() -> bool:
@@ -122,12 +92,6 @@ def test_three_members_bootstrap_and_a_fourth_is_refused(
     state = fetch_token(url)
     assert state.size == 3
     assert [m.value for m in state.members] == [f"{m.name}={m.peer_url}" for m in members]
-    # A member that waited past the 1 s watch timeout got an empty answer and asked again.
-    watches = [
-        line for line in request_log.lines if "wait=true" in line and "recursive=true" in line
-    ]
-    assert len(watches) > len(set(watches)), watches
-
     fourth = etcds.start("m3", "--discovery", url, "--discovery-fallback", "exit")
     status = fourth.process.wait(timeout=30)
     assert status != 0
@@ -146,16 +110,9 @@ def test_three_members_bootstrap_and_a_fourth_is_refused(
     assert proxy.process.poll() is None
 
 
-@pytest.mark.parametrize("form", ["short", "v2keys"])
-def test_unknown_token_stops_etcd_with_a_clear_error(
-    server: DiscoveryServer, etcds: Etcds, form: str
-) -> None:
+def test_unknown_token_stops_etcd_with_a_clear_error(server: DiscoveryServer, etcds: Etcds) -> None:
     token = "0123456789abcdef0123456789abcdef"
-    url = (
-        f"{server.url}/{token}"
-        if form == "short"
-        else f"{server.url}/v2/keys/_etcd/registry/{token}"
-    )
+    url = f"{server.url}/v2/keys/_etcd/registry/{token}"
     member = etcds.start("lost", "--discovery", url)
     status = member.process.wait(timeout=30)
     assert status != 0
@@ -166,134 +123,15 @@ def test_unknown_token_stops_etcd_with_a_clear_error(
 
 
 def test_new_rejects_a_malformed_size(server: DiscoveryServer) -> None:
-    for size, message in (("abc", "invalid size 'abc'"), ("0", "at least 1 member")):
-        with pytest.raises(urllib.error.HTTPError) as caught:
-            urllib.request.urlopen(f"{server.url}/new?size={size}", timeout=10)
-        with caught.value as answer:
-            assert answer.code == 400
-            assert message in answer.read().decode()
-    with pytest.raises(DiscoveryError, match="refused to create a token: invalid size -1"):
+    refused = CliRunner().invoke(
+        main, ["discovery", "new", "--server", server.url, "--size", "abc"]
+    )
+    assert refused.exit_code == 2
+    assert "'abc' is not a valid integer" in refused.stderr
+    with pytest.raises(DiscoveryError, match="at least 1 member"):
+        new_token(server.url, 0)
+    with pytest.raises(DiscoveryError, match="invalid size -1"):
         new_token(server.url, -1)
+    assert list_tokens(server.url) == []  # nothing was created
     default = fetch_token(new_token(server.url))
     assert (default.size, default.members) == (3, ())
-
-
-# -- the same requests against a real etcd v2 store and this service ---------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    index: int | None
-    body: Any
-
-
-def call(base: str, method: str, path: str, form: dict[str, str] | None = None) -> Answer:
-    host = base.removeprefix("http://")
-    conn = http.client.HTTPConnection(host, timeout=15)
-    try:
-        body = None
-        headers = {}
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        index = response.getheader("X-Etcd-Index")
-        return Answer(
-            response.status,
-            int(index) if index is not None else None,
-            json.loads(raw) if raw.strip() else None,
-        )
-    finally:
-        conn.close()
-
-
-def normalise(value: Any, base: int) -> Any:
-    """Shift etcd indexes so both stores count from their first write."""
-    if isinstance(value, dict):
-        return {
-            k: (v - base if k in ("modifiedIndex", "createdIndex", "index") and v > base else v)
-            if isinstance(v, int)
-            else normalise(v, base)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [normalise(v, base) for v in value]
-    return value
-
-
-def replay(base_url: str) -> list[tuple[int, int | None, Any]]:
-    """A discovery-shaped session through the v2 keys API, indexes made relative."""
-    tok = "/v2/keys/_etcd/registry/fidelity"
-    first = call(base_url, "PUT", f"{tok}/_config/size?prevExist=false", {"value": "3"})
-    base = first.body["node"]["createdIndex"] - 1
-    answers = [first]
-
-    def step(method: str, path: str, form: dict[str, str] | None = None) -> None:
-        answers.append(call(base_url, method, path, form))
-
-    member = {"value": "m1=http://127.0.0.1:2380"}
-    step("GET", f"{tok}/_config/size?quorum=false&recursive=false&sorted=false")
-    step("GET", f"{tok}?quorum=false&recursive=false&sorted=false")
-    step("PUT", f"{tok}/abc?prevExist=false", member)
-    step("PUT", f"{tok}/abc?prevExist=false", {"value": "x"})
-    step("GET", f"{tok}?recursive=true&sorted=true")
-    step("GET", f"{tok}/abc?recursive=false&wait=true&waitIndex={base + 2}")
-    step("GET", f"{tok}/nope?quorum=false&recursive=false&sorted=false")
-    step("PUT", f"{tok}/abc", {"value": "y"})
-    step("PUT", f"{tok}/abc?prevExist=true", {"value": "z"})
-    step("PUT", f"{tok}/abc?prevValue=q", {"value": "z2"})
-    step("PUT", f"{tok}/abc?prevIndex={base + 4}&prevValue=z", {"value": "z3"})
-    step("PUT", f"{tok}/abc?prevExist=maybe", {"value": "z"})
-    step("GET", f"{tok}?wait=true&waitIndex=abc")
-    step("GET", f"{tok}?wait=true&recursive=maybe")
-    step("DELETE", tok)
-    step("PUT", f"{tok}/abc/def", {"value": "z"})
-    step("PUT", tok, {"value": "z"})
-    step("PUT", f"{tok}/empty", {"value": ""})
-    step("PUT", f"{tok}/sub?dir=true")
-    step("GET", f"{tok}?recursive=true&sorted=true")
-    step("DELETE", f"{tok}/abc")
-    step("GET", f"{tok}?recursive=true&wait=true&waitIndex={base + 1}")
-    step("GET", f"{tok}?recursive=true&wait=true&waitIndex={base + 3}")
-
-    # A live recursive watch skips the hidden _config write and wakes on the member.
-    live: list[Answer] = []
-    watcher = threading.Thread(
-        target=lambda: live.append(call(base_url, "GET", f"{tok}?recursive=true&wait=true"))
-    )
-    watcher.start()
-    time.sleep(0.5)
-    step("PUT", f"{tok}/_config/extra", {"value": "1"})
-    step("PUT", f"{tok}/m2?prevExist=false", {"value": "m2=http://127.0.0.1:2381"})
-    watcher.join(timeout=15)
-    assert live, "the live watch never answered"
-    answers.extend(live)
-
-    step("DELETE", f"{tok}?recursive=true")
-    step("GET", f"{tok}/_config/size?quorum=false&recursive=false&sorted=false")
-    return [
-        (
-            a.status,
-            a.index - base if a.index and a.index > base else a.index,
-            normalise(a.body, base),
-        )
-        for a in answers
-    ]
-
-
-def test_keys_api_answers_like_a_real_etcd(server: DiscoveryServer, etcds: Etcds) -> None:
-    real = etcds.start("v2store", "--enable-v2")
-    wait_for(
-        lambda: etcdctl([real.client_url], "endpoint", "health").returncode == 0,
-        30,
-        "etcd v2 API",
-        interval=0.2,
-    )
-    expected = replay(real.client_url)
-    actual = replay(server.url)
-    assert len(actual) == len(expected)
-    for number, (ours, theirs) in enumerate(zip(actual, expected, strict=True)):
-        assert ours == theirs, f"answer {number} differs"

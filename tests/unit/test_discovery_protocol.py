@@ -1,55 +1,25 @@
-"""Routes, request parameters and URLs of the discovery service."""
+"""Token ids, sizes, URLs and listen addresses of the discovery service, and etcd's flags."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from provisioner.discovery.keyspace import EtcdError
 from provisioner.discovery.protocol import (
-    BadRequestError,
-    Route,
     base_url,
+    check_size,
     new_token_id,
-    parse_bool,
-    parse_index,
     parse_listen,
-    parse_size,
-    public_base,
-    reject_ttl,
-    route,
     split_discovery_url,
+    token_url,
 )
+from provisioner.discovery.service import etcd_argv, service_dir, state_root
 from provisioner.errors import DiscoveryError
 
 pytestmark = pytest.mark.unit
 
 TOKEN = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/health", Route("health")),
-        ("/new", Route("new")),
-        (f"/{TOKEN}", Route("token", f"/_etcd/registry/{TOKEN}", TOKEN)),
-        (f"/{TOKEN}/", Route("token", f"/_etcd/registry/{TOKEN}", TOKEN)),
-        (
-            f"/{TOKEN}/_config/size",
-            Route("token", f"/_etcd/registry/{TOKEN}/_config/size", TOKEN),
-        ),
-        (
-            "/v2/keys/_etcd/registry/mytoken/abc",
-            Route("keys", "/_etcd/registry/mytoken/abc", "mytoken"),
-        ),
-        ("/v2/keys/elsewhere", Route("keys", "/elsewhere", "")),
-        ("/v2/keys/_etcd/registry", Route("keys", "/_etcd/registry", "")),
-        (f"/{TOKEN}/../../x", Route("not_found")),  # may not climb out of its token
-        ("/NOTAHEXTOKEN0123456789abcdef0123", Route("not_found")),
-        ("/", Route("not_found")),
-    ],
-)
-def test_route(path: str, expected: Route) -> None:
-    assert route(path) == expected
 
 
 def test_tokens_are_32_random_hex_digits() -> None:
@@ -58,57 +28,14 @@ def test_tokens_are_32_random_hex_digits() -> None:
     assert all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)
 
 
-def test_booleans_parse_like_go_and_fail_like_etcd() -> None:
-    assert parse_bool({"recursive": ["true"]}, "recursive") is True
-    assert parse_bool({"recursive": ["F"]}, "recursive") is False
-    assert parse_bool({}, "recursive") is None
-    with pytest.raises(EtcdError) as recursive:
-        parse_bool({"recursive": ["maybe"]}, "recursive")
-    # Recorded from etcd 3.4.23.
-    assert recursive.value.to_json() == {
-        "errorCode": 209,
-        "message": "Invalid field",
-        "cause": 'invalid value for "recursive"',
-        "index": 0,
-    }
-    with pytest.raises(EtcdError) as prev_exist:
-        parse_bool({"prevExist": ["maybe"]}, "prevExist")
-    assert prev_exist.value.cause == "invalid value for prevExist"
-
-
-def test_indexes_must_be_numbers() -> None:
-    assert parse_index({"waitIndex": ["12"]}, "waitIndex") == 12
-    assert parse_index({"waitIndex": [""]}, "waitIndex") is None
-    with pytest.raises(EtcdError) as caught:
-        parse_index({"waitIndex": ["abc"]}, "waitIndex")
-    assert caught.value.to_json() == {
-        "errorCode": 203,
-        "message": "The given index in POST form is not a number",
-        "cause": 'invalid value for "waitIndex"',
-        "index": 0,
-    }
-
-
-def test_ttl_is_refused_rather_than_ignored() -> None:
-    reject_ttl({})
-    with pytest.raises(EtcdError) as bad:
-        reject_ttl({"ttl": ["abc"]})
-    assert bad.value.code == 202
-    with pytest.raises(EtcdError) as unsupported:
-        reject_ttl({"ttl": ["30"]})
-    assert unsupported.value.code == 209
-
-
-def test_size_defaults_to_three_and_must_be_positive() -> None:
-    assert parse_size(None) == 3
-    assert parse_size("") == 3
-    assert parse_size("5") == 5
-    with pytest.raises(BadRequestError, match=r"invalid size 'abc': size must be a whole number"):
-        parse_size("abc")
-    with pytest.raises(BadRequestError, match="at least 1 member"):
-        parse_size("0")
-    with pytest.raises(BadRequestError, match="at least 1 member"):
-        parse_size("-2")
+def test_size_must_be_positive() -> None:
+    assert check_size(5) == 5
+    assert check_size(1) == 1
+    with pytest.raises(DiscoveryError, match="at least 1 member") as caught:
+        check_size(0)
+    assert caught.value.hint is not None
+    with pytest.raises(DiscoveryError, match="invalid size -2: a cluster needs at least 1 member"):
+        check_size(-2)
 
 
 def test_listen_addresses() -> None:
@@ -130,12 +57,10 @@ def test_base_urls_are_connectable() -> None:
     assert base_url("192.168.121.1", 8087) == "http://192.168.121.1:8087"
 
 
-def test_public_base_prefers_configuration_then_host_header() -> None:
-    assert public_base("https://disc.example/", "x:1", "http://f") == "https://disc.example"
-    assert public_base(None, "192.168.121.1:8087", "http://f") == "http://192.168.121.1:8087"
-    assert public_base(None, "[::1]:8087", "http://f") == "http://[::1]:8087"
-    assert public_base(None, "evil/path", "http://127.0.0.1:1") == "http://127.0.0.1:1"
-    assert public_base(None, None, "http://127.0.0.1:1/") == "http://127.0.0.1:1"
+def test_discovery_urls_are_etcds_own_registry_urls() -> None:
+    url = token_url("http://192.168.58.1:8087/", TOKEN)
+    assert url == f"http://192.168.58.1:8087/v2/keys/_etcd/registry/{TOKEN}"
+    assert split_discovery_url(url) == ("http://192.168.58.1:8087", TOKEN)
 
 
 def test_split_discovery_url() -> None:
@@ -146,8 +71,36 @@ def test_split_discovery_url() -> None:
             split_discovery_url(bad)
 
 
-def test_lab_renders_the_services_default_port() -> None:
+def test_lab_renders_the_services_default_port_and_url_form() -> None:
+    from provisioner.config import Overrides, build_config
     from provisioner.discovery.protocol import DEFAULT_PORT
-    from provisioner.discovery_modes import LOCAL_PORT
+    from provisioner.discovery_modes import LOCAL_PORT, local_url
 
     assert LOCAL_PORT == DEFAULT_PORT
+    config = build_config({"name": "t", "subnet": "192.168.58.0/24"}, Path("/lab"), Overrides())
+    assert local_url(config, TOKEN) == token_url(base_url(config.gateway, DEFAULT_PORT), TOKEN)
+
+
+def test_etcd_listens_on_the_one_address_and_keeps_its_peer_on_a_socket() -> None:
+    argv = etcd_argv("/usr/bin/etcd", ("192.168.58.1", 8087), Path("/s/192.168.58.1-8087"))
+    flags = dict(a.removeprefix("--").split("=", 1) for a in argv[1:])
+    assert flags["listen-client-urls"] == "http://192.168.58.1:8087"
+    assert flags["advertise-client-urls"] == "http://192.168.58.1:8087"
+    assert flags["listen-peer-urls"].startswith("unix://")
+    assert flags["initial-cluster"] == f"{flags['name']}={flags['listen-peer-urls']}"
+    assert flags["data-dir"] == "/s/192.168.58.1-8087/data"
+    assert flags["enable-v2"] == "true"
+    assert not any("metrics" in flag for flag in flags)
+    everywhere = dict(
+        a.removeprefix("--").split("=", 1) for a in etcd_argv("etcd", ("", 9), Path("/s"))[1:]
+    )
+    assert everywhere["listen-client-urls"] == "http://0.0.0.0:9"
+    assert everywhere["advertise-client-urls"] == "http://127.0.0.1:9"
+
+
+def test_each_address_has_its_own_directory_under_the_state_home() -> None:
+    root = state_root({"XDG_STATE_HOME": "/st", "HOME": "/h"})
+    assert root == Path("/st/lab/discovery")
+    assert state_root({"HOME": "/h"}) == Path("/h/.local/state/lab/discovery")
+    assert service_dir("192.168.58.1", 8087, root) == root / "192.168.58.1-8087"
+    assert service_dir("", 9, root) == root / "0.0.0.0-9"

@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "render"
 UPDATE = os.environ.get("LAB_UPDATE_GOLDEN") == "1"
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoldenGoldenGoldenGoldenGoldenGoldenGold lab"
-TOKEN_URL = "http://192.168.58.1:8087/0123456789abcdef0123456789abcdef"
+TOKEN_URL = "http://192.168.58.1:8087/v2/keys/_etcd/registry/0123456789abcdef0123456789abcdef"
 LAB_PLACEHOLDER = "@LAB_DIR@"
 
 SEED = {
