@@ -25,7 +25,7 @@ from provisioner.remote import (
 )
 from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
 from tests.loopback import free_port
-from tests.sshd_support import keygen, loopback_sshd
+from tests.sshd_support import keygen, loopback_sshd, session_pids
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,7 @@ class Sshd:
 
     def session_pids(self) -> list[int]:
         """Per-connection sshd processes: the listener's children."""
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.pid:
-                children.append(int(stat.parent.name))
-        return children
+        return session_pids(self.pid)
 
 
 def fingerprint_block(*public_keys: Path) -> str:
