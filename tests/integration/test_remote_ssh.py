@@ -126,6 +126,12 @@ def test_large_output_on_both_streams(runner: SSHRunner) -> None:
     assert len(result.stderr) == 200000
 
 
+def test_output_that_outlives_the_exit_status_is_kept(runner: SSHRunner) -> None:
+    # sshd reports the exit status when the shell exits; the output ends later.
+    result = runner.run(["sh", "-c", "(sleep 1; echo late; echo late-err >&2) & echo early"])
+    assert (result.rc, result.stdout, result.stderr) == (0, "early\nlate\n", "late-err\n")
+
+
 def test_command_timeout(runner: SSHRunner) -> None:
     started = time.monotonic()
     with pytest.raises(WaitTimeout, match=r"did not finish within 0\.5s"):

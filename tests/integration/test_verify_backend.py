@@ -166,11 +166,11 @@ def test_reconnects_after_the_server_drops_the_connection(lab: Lab) -> None:
 
 
 def test_a_command_past_its_deadline_is_stopped(lab: Lab) -> None:
-    host = lab.host(read_timeout_sec=0.5)
+    host = lab.host(read_timeout_sec=3)
     started = time.monotonic()
-    with pytest.raises(WaitTimeout, match=r"`sleep 20` did not finish within 0\.5s"):
+    with pytest.raises(WaitTimeout, match=r"`sleep 20` did not finish within 3s"):
         host.run("sleep 20")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
     assert host.run("true").rc == 0
 
 
