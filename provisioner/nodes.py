@@ -9,7 +9,11 @@ from pathlib import Path
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import HostKeyError, LabError, NodeError
 from provisioner.hypervisor.naming import domain_name
-from provisioner.remote.hostkeys import console_shows_keys_authorized, parse_host_key_fingerprints
+from provisioner.remote.hostkeys import (
+    CHANGED_KEY_FIX,
+    console_shows_keys_authorized,
+    parse_host_key_fingerprints,
+)
 from provisioner.remote.ssh import SSHRunner
 from provisioner.state import KEY_FILE, LabState
 
@@ -75,7 +79,7 @@ def check_pins(node: str, pinned: Mapping[str, str], printed: Mapping[str, str])
             raise HostKeyError(
                 f"{node}: the {kind} host key changed: pinned {pinned[kind]}, "
                 f"the console now shows {fingerprint}",
-                hint="if the node was rebuilt on purpose, run `lab destroy` and `lab up` again",
+                hint=CHANGED_KEY_FIX,
             )
 
 
@@ -141,7 +145,7 @@ def write_known_hosts(config: LabConfig, lines: Mapping[str, str]) -> Path:
 
 
 def ssh_config_text(config: LabConfig) -> str:
-    from provisioner.checks.sshconfig import HostSpec, render_ssh_config
+    from provisioner.remote.sshconfig import HostSpec, render_ssh_config
 
     hosts = [HostSpec(node.name, node.ip) for node in config.nodes]
     return render_ssh_config(hosts, key_path(config), config.state_dir / KNOWN_HOSTS)

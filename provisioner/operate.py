@@ -262,7 +262,7 @@ def verify(
 ) -> Any:
     from provisioner.checks.expectations import expectations_for_lab, render_expectations
     from provisioner.checks.runner import run_verify
-    from provisioner.checks.sshconfig import HostSpec
+    from provisioner.remote.sshconfig import HostSpec
     from provisioner.state import atomic_write
 
     state: LabState = load_state(config.state_dir)

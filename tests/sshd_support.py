@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,19 @@ def keygen(path: Path, key_type: str = "ed25519") -> None:
     )
 
 
+def session_pids(listener: int) -> list[int]:
+    """Per-connection sshd processes: the children of the listening sshd ``listener``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == listener:
+            children.append(int(stat.parent.name))
+    return children
+
+
 @dataclass(frozen=True)
 class LoopbackSshd:
     port: int
@@ -32,6 +47,11 @@ class LoopbackSshd:
     workdir: Path  # host keys are workdir/host_<type>(.pub)
     client_key: Path
     log: Path
+
+    def drop_connections(self) -> None:
+        """Kill every per-connection sshd: clients see their connection drop."""
+        for pid in session_pids(self.pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager

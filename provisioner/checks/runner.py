@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 from provisioner.checks import backend
 from provisioner.checks.expectations import load_expectations
-from provisioner.checks.sshconfig import HostSpec, ssh_options
 from provisioner.errors import ConfigError, HostKeyError, LabError, RemoteError, WaitTimeout
+from provisioner.remote.sshconfig import HostSpec, ssh_options
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from provisioner.remote.hostkeys import (
 )
 from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import CommandResult, Runner, check_result, quote_argv
-from provisioner.remote.ssh import PinnedHostKeyPolicy, SSHRunner
+from provisioner.remote.ssh import PinnedHostKeyPolicy, SSHRunner, runner_from_ssh_config
 
 __all__ = [
     "CommandResult",
@@ -23,5 +23,6 @@ __all__ = [
     "quote_argv",
     "raise_for_failures",
     "run_all",
+    "runner_from_ssh_config",
     "sha256_fingerprint",
 ]

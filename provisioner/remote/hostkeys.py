@@ -41,6 +41,9 @@ _KEY_TYPE_LABELS = {
 }
 
 
+# What to do about a host key that is not the pinned one; every refusal says it.
+CHANGED_KEY_FIX = "if the node was rebuilt on purpose, run `lab destroy` and `lab up` again"
+
 # What the config-drive agent prints (provisioner.guest.cloudinit.apply) just before
 # it writes a user's authorized_keys: until then every login is refused.
 _KEYS_AUTHORIZED_LINE = re.compile(r"Authorizing \d+ SSH keys for user '(?P<user>[^']+)'")
@@ -123,6 +126,6 @@ def check_host_key(host: str, wire_name: str, key_blob: bytes, pinned: Mapping[s
         raise HostKeyError(
             f"{host}: host key {label} {offered} does not match the pinned {expected};"
             " refusing to connect",
-            hint="someone may be impersonating the guest, or it was rebuilt:"
-            " re-read its console fingerprints",
+            hint="someone may be impersonating the node, or it was rebuilt: compare the"
+            f" fingerprints on its serial console; {CHANGED_KEY_FIX}",
         )

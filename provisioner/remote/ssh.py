@@ -1,23 +1,40 @@
-"""Run commands on a guest over SSH (paramiko), trusting only pinned host keys."""
+"""The lab's one SSH client: run commands on a guest over paramiko, trusting only pinned keys.
+
+Everything that talks SSH to a node goes through :class:`SSHRunner`: ``lab up``,
+``status`` and ``exec`` build it from the pins in the lab's state, and ``lab
+verify``'s testinfra backend (:mod:`provisioner.checks.backend`) from the lab's
+ssh_config and known_hosts (:func:`runner_from_ssh_config`). Host keys are checked
+against the pins by a policy that refuses everything else (nothing is ever added),
+and only pinned key types are negotiated; the client logs in with the lab's own
+key only (no agent, no ``~/.ssh``), reconnects once when a connection dropped
+before a command started, and gives every connect and command a deadline.
+"""
 
 from __future__ import annotations
 
 import base64
+import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import paramiko
 
-from provisioner.errors import RemoteError, WaitTimeout
+from provisioner.errors import HostKeyError, RemoteError, WaitTimeout
 from provisioner.remote.channel import read_until_exit
-from provisioner.remote.hostkeys import check_host_key
+from provisioner.remote.hostkeys import (
+    CHANGED_KEY_FIX,
+    check_host_key,
+    key_type_label,
+    sha256_fingerprint,
+)
 from provisioner.remote.runner import CommandResult, quote_argv
+from provisioner.remote.sshconfig import ssh_options
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
-_KEEPALIVE_SECONDS = 15
+DEFAULT_KEEPALIVE_SECONDS = 15
 
 # Host key algorithms paramiko can negotiate, by the ``ssh-keygen -l`` label of the
 # key behind them. Only algorithms of pinned key types are offered, so the server
@@ -70,7 +87,8 @@ class SSHRunner:
 
     Connects lazily with the lab's private key, no agent and no other keys; keeps
     one connection and, when it has dropped before a command starts, opens one new
-    connection. A command that already started is never run twice.
+    connection. A command that already started is never run twice. A host key
+    that was refused stays refused: the runner does not knock again.
     """
 
     def __init__(
@@ -84,6 +102,7 @@ class SSHRunner:
         port: int = 22,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
         self._name = name
         self._host = host
@@ -94,8 +113,10 @@ class SSHRunner:
         self._disabled = disabled_host_key_algorithms(self._pinned)
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._keepalive = keepalive
         self._key: paramiko.PKey | None = None
         self._client: paramiko.SSHClient | None = None
+        self._refused: HostKeyError | None = None
         self._lock = threading.Lock()
 
     @property
@@ -117,7 +138,31 @@ class SSHRunner:
         timeout: float | None = None,
         stdin: str | None = None,
     ) -> CommandResult:
-        command = quote_argv(argv)
+        rc, stdout, stderr = self.run_line(
+            quote_argv(argv),
+            timeout=timeout,
+            stdin=None if stdin is None else stdin.encode(),
+        )
+        return CommandResult(
+            rc=rc,
+            stdout=stdout.decode(errors="replace"),
+            stderr=stderr.decode(errors="replace"),
+        )
+
+    def run_line(
+        self,
+        command: str | bytes,
+        *,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        """Run a command line as given and return (exit status, stdout, stderr) unread.
+
+        The login shell parses ``command``, so its words must already be quoted
+        (:meth:`run` quotes an argument list with ``shlex.quote``; testinfra's
+        backend API quotes its arguments the same way). Raises like :meth:`run`.
+        """
+        shown = command.decode(errors="replace") if isinstance(command, bytes) else command
         limit = self._command_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         channel = self._open_session()
@@ -125,14 +170,14 @@ class SSHRunner:
             channel.settimeout(max(deadline - time.monotonic(), 0.001))
             channel.exec_command(command)
             if stdin is not None:
-                channel.sendall(stdin.encode())
+                channel.sendall(stdin)
             channel.shutdown_write()
-            return self._collect(channel, command, deadline, limit)
+            return self._collect(channel, deadline, lambda: self._timeout(shown, limit))
         except TimeoutError as exc:
-            raise self._timeout(command, limit) from exc
+            raise self._timeout(shown, limit) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise RemoteError(
-                f"{self._name}: connection to {self.address} broke while running `{command}`:"
+                f"{self._name}: connection to {self.address} broke while running `{shown}`:"
                 f" {exc or type(exc).__name__}",
                 hint="the guest may have rebooted; the command was not retried",
             ) from exc
@@ -159,7 +204,7 @@ class SSHRunner:
         """The verified host key as a known_hosts line, for OpenSSH (``lab ssh``)."""
         transport = self._active_transport()
         key = transport.get_remote_server_key()
-        host = self._host if self._port == 22 else f"[{self._host}]:{self._port}"
+        host = known_hosts_name(self._host, self._port)
         return f"{host} {key.get_name()} {base64.b64encode(key.asbytes()).decode('ascii')}"
 
     def close(self) -> None:
@@ -187,20 +232,27 @@ class SSHRunner:
 
     def _active_transport(self) -> paramiko.Transport:
         with self._lock:
+            if self._refused is not None:
+                raise HostKeyError(self._refused.message, hint=self._refused.hint)
             if self._client is not None:
                 transport = self._client.get_transport()
                 if transport is not None and transport.is_active():
                     return transport
                 self._disconnect()
-            self._client = self._connect()
+            try:
+                self._client = self._connect()
+            except HostKeyError as exc:
+                self._refused = exc
+                raise
             transport = self._client.get_transport()
             if transport is None:  # connect() succeeded, so this is a paramiko bug
                 raise RemoteError(f"{self._name}: no transport after connecting")
-            transport.set_keepalive(_KEEPALIVE_SECONDS)
+            transport.set_keepalive(math.ceil(self._keepalive))
             return transport
 
     def _connect(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
+        # No known_hosts is loaded, so paramiko asks the policy about every key.
         client.set_missing_host_key_policy(PinnedHostKeyPolicy(self._name, self._pinned))
         try:
             client.connect(
@@ -230,6 +282,15 @@ class SSHRunner:
             raise RemoteError(
                 f"{self._name}: {self.address} did not answer within {self._connect_timeout:g}s"
             ) from exc
+        except paramiko.ssh_exception.IncompatiblePeer as exc:
+            client.close()
+            if "host key" not in str(exc):
+                raise RemoteError(f"{self._name}: cannot connect to {self.address}: {exc}") from exc
+            raise HostKeyError(
+                f"{self._name}: {self.address} offers no host key of a pinned type"
+                f" ({', '.join(sorted(self._pinned))}); refusing to connect",
+                hint=f"someone may be impersonating the node, or it was rebuilt; {CHANGED_KEY_FIX}",
+            ) from exc
         except (paramiko.SSHException, OSError) as exc:
             client.close()
             raise RemoteError(f"{self._name}: cannot connect to {self.address}: {exc}") from exc
@@ -251,23 +312,82 @@ class SSHRunner:
             self._client.close()
             self._client = None
 
-    # -- output -------------------------------------------------------------
-
+    @staticmethod
     def _collect(
-        self, channel: paramiko.Channel, command: str, deadline: float, limit: float
-    ) -> CommandResult:
-        """Read stdout and stderr together until the command exits or the deadline."""
-        rc, stdout, stderr = read_until_exit(
-            channel, deadline, lambda: self._timeout(command, limit)
-        )
+        channel: paramiko.Channel, deadline: float, on_timeout: Callable[[], Exception]
+    ) -> tuple[int, bytes, bytes]:
+        """The command's exit status and output; EOFError if the connection died first."""
+        rc, stdout, stderr = read_until_exit(channel, deadline, on_timeout)
         if rc == -1 and not channel.get_transport().is_active():
             # paramiko closes every channel of a dead transport without a status.
             raise EOFError("the connection closed before the command exited")
-        return CommandResult(
-            rc=rc,
-            stdout=stdout.decode(errors="replace"),
-            stderr=stderr.decode(errors="replace"),
-        )
+        return rc, stdout, stderr
 
     def _timeout(self, command: str, limit: float) -> WaitTimeout:
         return WaitTimeout(self._name, f"`{command}` did not finish within {limit:g}s")
+
+
+# --- the lab's ssh_config and known_hosts -------------------------------------
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def known_hosts_pins(path: Path, host: str, port: int) -> dict[str, str]:
+    """The fingerprints a known_hosts file pins for ``host:port``, by key type; may be empty."""
+    keys = paramiko.HostKeys()
+    try:
+        keys.load(str(path))
+    except OSError as exc:
+        raise RemoteError(
+            f"cannot read the lab's known_hosts {path}: {exc.strerror}",
+            hint="it is written when the nodes boot; run `lab up` first",
+        ) from exc
+    found: Mapping[str, paramiko.PKey] = keys.lookup(known_hosts_name(host, port)) or {}
+    return {
+        key_type_label(key.get_name()): sha256_fingerprint(key.asbytes()) for key in found.values()
+    }
+
+
+def runner_from_ssh_config(
+    alias: str,
+    ssh_config: Path,
+    *,
+    user: str | None = None,
+    port: int | None = None,
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+) -> SSHRunner:
+    """An :class:`SSHRunner` for ``alias``'s Host block in the lab's ssh_config.
+
+    Host, port, user, key and timeouts come from the block (``user`` and ``port``
+    override it); the pins are the keys its UserKnownHostsFile holds for the host.
+    Raises :class:`HostKeyError` when that file pins no key for it.
+    """
+    try:
+        text = ssh_config.read_text()
+    except OSError as exc:
+        raise RemoteError(f"cannot read {ssh_config}: {exc.strerror}") from exc
+    options = ssh_options(text, alias, source=str(ssh_config))
+    user = user or options.user
+    port = port or options.port
+    pins = known_hosts_pins(options.known_hosts, options.hostname, port)
+    if not pins:
+        raise HostKeyError(
+            f"{alias}: {options.known_hosts} has no host key for"
+            f" {known_hosts_name(options.hostname, port)}; refusing to connect",
+            hint="the lab writes its known_hosts from the fingerprints each node prints"
+            " on its console; re-run `lab up` to re-read them",
+        )
+    return SSHRunner(
+        alias,
+        options.hostname,
+        user=user,
+        port=port,
+        private_key=options.identity_file,
+        pinned_host_keys=pins,
+        connect_timeout=options.connect_timeout,
+        command_timeout=command_timeout,
+        keepalive=options.keepalive,
+    )

@@ -25,7 +25,7 @@ from provisioner.remote import (
 )
 from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
 from tests.loopback import free_port
-from tests.sshd_support import keygen, loopback_sshd
+from tests.sshd_support import keygen, loopback_sshd, session_pids
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,7 @@ class Sshd:
 
     def session_pids(self) -> list[int]:
         """Per-connection sshd processes: the listener's children."""
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.pid:
-                children.append(int(stat.parent.name))
-        return children
+        return session_pids(self.pid)
 
 
 def fingerprint_block(*public_keys: Path) -> str:
@@ -132,6 +124,12 @@ def test_large_output_on_both_streams(runner: SSHRunner) -> None:
     result = runner.run(["sh", "-c", script])
     assert len(result.stdout) == 300000
     assert len(result.stderr) == 200000
+
+
+def test_output_that_outlives_the_exit_status_is_kept(runner: SSHRunner) -> None:
+    # sshd reports the exit status when the shell exits; the output ends later.
+    result = runner.run(["sh", "-c", "(sleep 1; echo late; echo late-err >&2) & echo early"])
+    assert (result.rc, result.stdout, result.stderr) == (0, "early\nlate\n", "late-err\n")
 
 
 def test_command_timeout(runner: SSHRunner) -> None:

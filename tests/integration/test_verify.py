@@ -18,8 +18,8 @@ import pytest
 
 from provisioner.checks.expectations import Expectations, NodeExpectation, render_expectations
 from provisioner.checks.runner import VerifyResult, run_verify
-from provisioner.checks.sshconfig import HostSpec, write_ssh_config
 from provisioner.errors import LabError, RemoteError, WaitTimeout
+from provisioner.remote.sshconfig import HostSpec, write_ssh_config
 from tests.etcd_support import running_etcd
 from tests.loopback import free_port
 from tests.sshd_support import keygen, loopback_sshd

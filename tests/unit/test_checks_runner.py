@@ -22,8 +22,8 @@ from provisioner.checks.runner import (
     pytest_argv,
     render_report,
 )
-from provisioner.checks.sshconfig import HostSpec
 from provisioner.errors import ConfigError, LabError, RemoteError
+from provisioner.remote.sshconfig import HostSpec
 
 SSH_CONFIG = Path("/labs/my lab,1/.lab/ssh_config")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,11 @@ from provisioner.remote.hostkeys import (
     parse_host_key_fingerprints,
     sha256_fingerprint,
 )
-from provisioner.remote.ssh import disabled_host_key_algorithms
+from provisioner.remote.ssh import (
+    disabled_host_key_algorithms,
+    known_hosts_name,
+    known_hosts_pins,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -169,3 +174,25 @@ def test_console_shows_the_agent_authorizing_keys_in_this_boot() -> None:
     # a later boot's fingerprint block starts over: the earlier line does not count
     assert not console_shows_keys_authorized(block + line + "\n" + block, "core")
     assert console_shows_keys_authorized(line, "core")  # no block at all: the whole log
+
+
+def test_known_hosts_pins_are_the_fingerprints_of_the_hosts_keys(tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(
+        f"192.168.150.101 ssh-ed25519 {PUBLIC_KEY}\n[127.0.0.1]:2222 ssh-ed25519 {PUBLIC_KEY}\n"
+    )
+    assert known_hosts_pins(known_hosts, "192.168.150.101", 22) == {"ED25519": ED25519_FP}
+    assert known_hosts_pins(known_hosts, "127.0.0.1", 2222) == {"ED25519": ED25519_FP}
+    assert known_hosts_pins(known_hosts, "127.0.0.1", 22) == {}
+    assert known_hosts_pins(known_hosts, "192.168.150.102", 22) == {}
+
+
+def test_known_hosts_names_a_host_off_port_22_with_its_port() -> None:
+    assert known_hosts_name("192.168.150.101", 22) == "192.168.150.101"
+    assert known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+
+
+def test_an_unreadable_known_hosts_is_a_remote_error(tmp_path: Path) -> None:
+    with pytest.raises(RemoteError, match="cannot read the lab's known_hosts") as caught:
+        known_hosts_pins(tmp_path / "missing", "127.0.0.1", 22)
+    assert "lab up" in (caught.value.hint or "")

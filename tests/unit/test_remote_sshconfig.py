@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.checks.sshconfig import (
+from provisioner.errors import ConfigError
+from provisioner.remote.sshconfig import (
     HostSpec,
     render_ssh_config,
     ssh_options,
     write_ssh_config,
 )
-from provisioner.errors import ConfigError
 
 KEY = Path("/labs/demo/.lab/ssh/id_ed25519")
 KNOWN = Path("/labs/demo/.lab/known_hosts")

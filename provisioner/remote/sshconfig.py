@@ -1,9 +1,10 @@
 """The lab's ssh_config: one ``Host`` block per node, trusting only the lab's known_hosts.
 
 ``lab ssh-config`` prints :func:`render_ssh_config`'s text, ``lab verify`` writes it
-to a file, and both OpenSSH (``ssh -F``) and the checks' paramiko backend read it
-(:func:`ssh_options`). Host keys are pinned: ``StrictHostKeyChecking yes`` with the
-lab's own known_hosts, so an unknown or changed key is refused, never added.
+to a file, and both OpenSSH (``ssh -F``) and the lab's SSH client read it
+(:func:`ssh_options`, for :func:`provisioner.remote.ssh.runner_from_ssh_config`).
+Host keys are pinned: ``StrictHostKeyChecking yes`` with the lab's own known_hosts,
+so an unknown or changed key is refused, never added.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def write_ssh_config(
     return path
 
 
-# --- reading it back (the checks' SSH backend) --------------------------------
+# --- reading it back (the lab's SSH client) ---------------------------------
 
 
 @dataclass(frozen=True)
