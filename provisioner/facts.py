@@ -3,11 +3,14 @@
 Each :class:`Fact` is data: the argument list (JSON output where the tool has
 it), the exit codes that still carry an answer, the parser (from
 :mod:`provisioner.parsers`) and one timeout. ``lab up``'s waits
-(:mod:`provisioner.readiness`), ``lab status`` (:mod:`provisioner.operate`),
-``lab verify``'s checks (:mod:`provisioner.checks`) and the benchmarks all take
-their commands from here, so each is spelled once. What the host reads over the
-lab network instead (etcd's ``/health``, fleet's registry) is in
-:mod:`provisioner.etcdhttp`.
+(:mod:`provisioner.readiness`), ``lab status`` (:mod:`provisioner.operate`) and
+``lab verify``'s checks (:mod:`provisioner.checks`) all take their commands from
+here, so each is spelled once. What the host reads over the lab network instead
+(etcd's ``/health``, the member list, fleet's registry), for ``lab up`` and the
+benchmarks alike, is in :mod:`provisioner.etcdhttp`.
+
+``read`` checks the exit code, then parses; ``parse`` alone serves a best-effort
+view such as ``lab status``, which shows what answered.
 """
 
 from __future__ import annotations
