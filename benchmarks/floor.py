@@ -17,7 +17,6 @@ import ipaddress
 import shutil
 import threading
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +30,9 @@ from provisioner.box.build import BuiltBox
 from provisioner.config import LabConfig, Overrides, build_config
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import HostError, LabError, WaitTimeout
+from provisioner.etcdhttp import EtcdHttp, member_health
 from provisioner.hypervisor.libvirt import LibvirtHost, check_qemu_can_open
 from provisioner.hypervisor.network import DhcpHost, lab_network
-from provisioner.parsers import parse_etcd_health, parse_started_members
 from provisioner.readiness import ssh_banner
 from provisioner.render import RenderInputs, render_lab
 from provisioner.state import ensure_ssh_key
@@ -373,22 +372,12 @@ def wait_for_banner(ip: str, deadline: float, stop: threading.Event) -> float | 
     return None
 
 
-def http_text(url: str, data: bytes | None = None, timeout: float = 2.0) -> str | None:
-    """The body at ``url`` (the lab's own guests only), or None on any failure."""
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - own guest
-            body: bytes = reply.read()
-            return body.decode("utf-8", "replace")
-    except (OSError, ValueError):
-        return None
-
-
 def etcd_member_healthy(ip: str) -> bool:
-    body = http_text(f"http://{ip}:2379/health")
-    return body is not None and parse_etcd_health(body)
+    return member_health(f"http://{ip}:2379", timeout=2.0) is True
 
 
 def etcd_started_members(ip: str) -> tuple[str, ...]:
-    body = http_text(f"http://{ip}:2379/v3/cluster/member/list", data=b"{}")
-    return parse_started_members(body) if body is not None else ()
+    try:
+        return EtcdHttp([f"http://{ip}:2379"], timeout=2.0).started_members()
+    except LabError:
+        return ()

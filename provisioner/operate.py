@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import facts
 from provisioner import nodes as node_access
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
-from provisioner.parsers import parse_endpoint_health, parse_endpoint_status, parse_list_machines
-from provisioner.readiness import ETCDCTL, member_endpoints
+from provisioner.readiness import member_endpoints
 from provisioner.remote.fanout import Outcome, run_all
 from provisioner.remote.runner import CommandResult
 from provisioner.remote.ssh import SSHRunner
@@ -79,30 +79,21 @@ def status(config: LabConfig) -> list[NodeStatus]:
     machines: dict[str, dict[str, str]] = {}
     if running:
         with runners(config, [n.name for n in running]) as made:
+            failed_units = facts.FAILED_UNITS
             outcomes = run_all(
-                list(made.values()),
-                ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"],
-                timeout=30,
+                list(made.values()), list(failed_units.argv), timeout=failed_units.timeout
             )
             probe = _healthy_member(config, made, domains)
             if probe is not None:
                 etcd_health, leader_ip = _etcd_view(config, probe)
-                listed = probe.run(
-                    ["fleetctl", "list-machines", "--full", "--no-legend"], timeout=30
-                )
+                fleet = facts.FLEET_MACHINES
+                listed = probe.run(fleet.argv, timeout=fleet.timeout)
                 if listed.succeeded:
-                    machines = {
-                        m.machine_id: m.metadata for m in parse_list_machines(listed.stdout)
-                    }
+                    machines = {m.machine_id: m.metadata for m in fleet.parse(listed)}
     result = []
     for node in config.nodes:
         machine_id = state.machine_ids.get(node.name)
-        outcome = outcomes.get(node.name)
-        failed = (
-            [line.split()[0] for line in outcome.stdout.splitlines() if line.strip()]
-            if isinstance(outcome, CommandResult)
-            else []
-        )
+        failed = _failed_units(node.name, outcomes.get(node.name))
         result.append(
             NodeStatus(
                 name=node.name,
@@ -119,6 +110,14 @@ def status(config: LabConfig) -> list[NodeStatus]:
             )
         )
     return result
+
+
+def _failed_units(node: str, outcome: Outcome | None) -> list[str]:
+    """The units a node lists as failed; none if it could not list them."""
+    if isinstance(outcome, CommandResult):
+        with contextlib.suppress(LabError):
+            return [unit.unit for unit in facts.FAILED_UNITS.read(node, outcome)]
+    return []
 
 
 def status_json(config: LabConfig, statuses: Sequence[NodeStatus]) -> dict[str, Any]:
@@ -144,18 +143,20 @@ def _healthy_member(
 
 
 def _etcd_view(config: LabConfig, runner: SSHRunner) -> tuple[dict[str, bool], str | None]:
-    endpoints = f"--endpoints={','.join(member_endpoints(config))}"
-    health = runner.run([*ETCDCTL, endpoints, "endpoint", "health", "-w", "json"], timeout=60)
+    endpoints = member_endpoints(config)
+    health = facts.endpoint_health(endpoints)
+    answer = runner.run(health.argv, timeout=health.timeout)
     healthy = {}
     with contextlib.suppress(LabError):
-        for check in parse_endpoint_health(health.stdout or health.stderr):
+        for check in health.parse(answer):
             healthy[_host_of(check.endpoint)] = check.healthy
     leader_ip = None
-    listing = runner.run([*ETCDCTL, endpoints, "endpoint", "status", "-w", "json"], timeout=60)
+    status = facts.endpoint_status(endpoints)
+    listing = runner.run(status.argv, timeout=status.timeout)
     with contextlib.suppress(LabError):
-        statuses = parse_endpoint_status(listing.stdout)
-        for item in statuses:
-            if item.leader_id and item.leader_id == item.member_id:
+        # a member that does not answer makes etcdctl exit 1; the others still tell the leader
+        for item in status.parse(listing):
+            if item.is_leader:
                 leader_ip = _host_of(item.endpoint)
     return healthy, leader_ip
 
@@ -204,7 +205,7 @@ def run_tool(
 def etcdctl(config: LabConfig, args: Sequence[str]) -> CommandResult:
     node = pick_member(config)
     endpoints = f"--endpoints={','.join(member_endpoints(config))}"
-    return run_tool(config, node, ["env", "ETCDCTL_API=3", "etcdctl", endpoints, *args])
+    return run_tool(config, node, [*facts.ETCDCTL, endpoints, *args])
 
 
 def fleetctl_args(args: Sequence[str]) -> tuple[list[str], list[Path]]:

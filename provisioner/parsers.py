@@ -474,11 +474,15 @@ class FailedUnit:
 
 
 def parse_systemctl_failed(stdout: str) -> tuple[FailedUnit, ...]:
-    """Units from ``systemctl list-units --state=failed --no-legend --plain``.
+    """Units from ``systemctl list-units --state=failed --no-legend``, ``--output=json``
+    or the table.
 
-    Columns UNIT LOAD ACTIVE SUB are space-padded; the description is the rest of
-    the row. A leading status mark (printed without ``--plain``) is dropped.
+    In the table, columns UNIT LOAD ACTIVE SUB are space-padded and the description
+    is the rest of the row; a leading status mark (printed without ``--plain``) is
+    dropped. Nothing at all means no failed unit in either form.
     """
+    if stdout.strip().startswith("["):
+        return _systemctl_units_json(stdout)
     units = []
     for line in stdout.splitlines():
         text = line.strip()
@@ -497,6 +501,27 @@ def parse_systemctl_failed(stdout: str) -> tuple[FailedUnit, ...]:
                 sub=cells[3],
                 description=cells[4] if len(cells) == 5 else "",
             )
+        )
+    return tuple(units)
+
+
+def _systemctl_units_json(stdout: str) -> tuple[FailedUnit, ...]:
+    """systemctl's JSON table: one object per row, keyed by the lower-cased column
+    names; an empty cell is null; a hidden column (the status mark, an empty JOB) is
+    left out."""
+    command = f"{LIST_FAILED} --output=json"
+    data = _load_json(command, stdout)
+    if not isinstance(data, list):
+        raise _bad_output(command, "expected a JSON list", stdout)
+    units = []
+    for raw in data:
+        row = {str(k).lower(): v for k, v in raw.items()} if isinstance(raw, dict) else raw
+        cells = {
+            key: _dict_field(command, row, key, str) for key in ("unit", "load", "active", "sub")
+        }
+        description = row.get("description")
+        units.append(
+            FailedUnit(**cells, description=description if isinstance(description, str) else "")
         )
     return tuple(units)
 

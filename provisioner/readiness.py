@@ -8,32 +8,21 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from provisioner import facts
 from provisioner.config import LabConfig, NodeSpec
-from provisioner.errors import LabError, NodeError, WaitTimeout
-from provisioner.guest.fleet.errors import EtcdError
-from provisioner.guest.fleet.etcd import EtcdClient
-from provisioner.guest.fleet.registry import Registry
-from provisioner.parsers import (
-    parse_endpoint_health,
-    parse_etcd_health,
-    parse_list_machines,
-    parse_member_list,
-    started_member_names,
-)
-from provisioner.remote.runner import CommandResult, Runner
+from provisioner.errors import LabError, NodeError, RemoteError, WaitTimeout
+from provisioner.etcdhttp import EtcdHttp, member_health
+from provisioner.remote.runner import Runner
 
 POLL = 2.0
 HOST_POLL = 1.0  # the host's own probes of the guests' etcd cost the guests next to nothing
 HOST_PROBE_TIMEOUT = 3.0
 HOST_ROUND_TRIP_TIMEOUT = 10.0  # a commit under emulation can stall; etcdctl gets as long
-ETCDCTL = ("env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=10s", "--dial-timeout=5s")
 
 
 def ssh_banner(
@@ -64,29 +53,22 @@ class NodeFacts:
 
 def system_facts(node: str, runner: Runner, timeout: float) -> NodeFacts:
     """machine-id and `systemctl is-system-running --wait` (bounded by ``timeout``)."""
-    machine_id = _ok(node, runner.run(["cat", "/etc/machine-id"], timeout=30), "read machine-id")
-    state = runner.run(
-        ["timeout", str(int(timeout)), "systemctl", "is-system-running", "--wait"],
-        timeout=timeout + 15,
-    ).stdout.strip()
+    machine_id = facts.MACHINE_ID.run(runner)
+    booted = facts.system_state(wait=timeout)
+    result = runner.run(booted.argv, timeout=booted.timeout)
+    try:
+        state = booted.read(node, result).value
+    except RemoteError:
+        state = ""  # `timeout` stopped systemctl before systemd answered
     failed: tuple[str, ...] = ()
     if state != "running":
-        listing = runner.run(
-            ["systemctl", "list-units", "--state=failed", "--no-legend", "--plain"], timeout=30
-        )
-        failed = tuple(line.split()[0] for line in listing.stdout.splitlines() if line.strip())
+        failed = tuple(unit.unit for unit in facts.FAILED_UNITS.run(runner))
     if state not in ("running", "degraded"):
         raise WaitTimeout(
             node,
             f"systemd did not finish starting within {timeout:g}s (state: {state or 'unknown'})",
         )
-    return NodeFacts(machine_id=machine_id.strip(), system_state=state, failed_units=failed)
-
-
-def _ok(node: str, result: CommandResult, what: str) -> str:
-    if result.failed:
-        raise NodeError(node, f"could not {what}: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
+    return NodeFacts(machine_id=machine_id, system_state=state, failed_units=failed)
 
 
 def member_endpoints(config: LabConfig) -> list[str]:
@@ -112,18 +94,6 @@ def member_urls(config: LabConfig) -> dict[str, str]:
 HOST_BLIND_EVERY = 10  # host polls between two etcdctl checks while a member is silent
 
 
-def member_health_from_host(url: str, timeout: float = HOST_PROBE_TIMEOUT) -> bool | None:
-    """What etcd's ``/health`` at ``url`` says; None if the host cannot reach it."""
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as reply:  # noqa: S310
-            body = reply.read()
-    except urllib.error.HTTPError as exc:  # 503 with {"health":"false"} while unhealthy
-        body = exc.read()
-    except (OSError, ValueError):
-        return None
-    return parse_etcd_health(body.decode("utf-8", "replace"))
-
-
 class HostView:
     """The host's probes of etcd and fleet (``members``: name -> client URL); once
     etcdctl on a node finds etcd healthy while the host still cannot see every
@@ -132,7 +102,7 @@ class HostView:
     def __init__(self, members: Mapping[str, str], timeout: float = HOST_PROBE_TIMEOUT) -> None:
         self.members = dict(members)
         self.timeout = timeout
-        self.etcd = EtcdClient(list(self.members.values()), timeout=timeout)
+        self.etcd = EtcdHttp(list(self.members.values()), timeout=timeout)
         self.reachable = True
         self._silent_polls = 0
 
@@ -162,19 +132,15 @@ class HostView:
         not; None when the host cannot see every member."""
         if not self.reachable:
             return None
-        seen = {
-            name: member_health_from_host(url, self.timeout) for name, url in self.members.items()
-        }
+        seen = {name: member_health(url, self.timeout) for name, url in self.members.items()}
         sick = [name for name, healthy in seen.items() if healthy is False]
         if sick:
             raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
         if None in seen.values():
             return None
         try:
-            started = started_member_names(
-                self.etcd.call("/v3/cluster/member/list", {}, retry=True)
-            )
-        except EtcdError:
+            started = self.etcd.started_members()
+        except RemoteError:
             return None
         expected = len(self.members)
         if len(started) != expected:
@@ -194,17 +160,16 @@ class HostView:
         names = list(self.members)
         try:
             self._client(names[0]).put(key, value)
-        except EtcdError:
+        except RemoteError:
             return None
 
         def read(name: str) -> None:
             try:
-                found = self._client(name).get(key)
-            except EtcdError as exc:
+                got = self._client(name).get(key)
+            except RemoteError as exc:
                 raise NodeError(
                     name, f"could not read {key} (from the host): {exc.message}"
                 ) from None
-            got = found.value if found is not None else None
             if got != value:
                 raise NodeError(name, f"read {got!r} for {key} (from the host), expected {value!r}")
 
@@ -212,17 +177,16 @@ class HostView:
             list(pool.map(read, names))
         return names
 
-    def _client(self, name: str) -> EtcdClient:
-        return EtcdClient([self.members[name]], timeout=HOST_ROUND_TRIP_TIMEOUT)
+    def _client(self, name: str) -> EtcdHttp:
+        return EtcdHttp([self.members[name]], timeout=HOST_ROUND_TRIP_TIMEOUT)
 
     def fleet_not_registered(self, machine_ids: Mapping[str, str]) -> None:
         """NodeError while fleet's registry, read from the host, lacks a node's machine."""
         if not self.reachable:
             return
-        registry = Registry(self.etcd)
         try:
-            missing = [n for n, m in machine_ids.items() if not registry.machine_present(m)]
-        except EtcdError:
+            missing = [n for n, m in machine_ids.items() if not self.etcd.fleet_machine_present(m)]
+        except RemoteError:
             self.reachable = False
             return
         if missing:
@@ -233,17 +197,11 @@ class HostView:
 
 def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
     """None until every member reports healthy and the member list is complete."""
-    endpoints = ",".join(member_endpoints(config))
-    health = runner.run(
-        [*ETCDCTL, f"--endpoints={endpoints}", "endpoint", "health", "-w", "json"], timeout=60
-    )
-    results = parse_endpoint_health(health.stdout or health.stderr)
+    results = facts.endpoint_health(member_endpoints(config)).run(runner)
     sick = [h.endpoint for h in results if not h.healthy]
     if sick or len(results) != len(config.members):
         raise NodeError(runner.name, f"etcd not healthy yet: {', '.join(sick) or 'no answer'}")
-    members = parse_member_list(
-        _ok(runner.name, runner.run([*ETCDCTL, "member", "list", "-w", "json"], timeout=60), "list")
-    )
+    members = facts.member_list().run(runner)
     started = [m for m in members if m.name]
     if len(started) != len(config.members):
         raise NodeError(
@@ -269,24 +227,19 @@ def etcd_round_trip(
     the committed write. The key stays (one small key, overwritten by the next
     run) rather than costing the guests another request to delete it.
     """
-    endpoints = f"--endpoints={','.join(members.values())}"
+    endpoints = list(members.values())
     key = READY_KEY
     value = f"{uuid.uuid4().hex} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
     writer = next(iter(members))
     read_by_host = host.write_and_read(key, value) if host is not None else None
     if read_by_host is None:
-        runner = runners[writer]
-        _ok(writer, runner.run([*ETCDCTL, endpoints, "put", key, value], timeout=60), "put a key")
+        facts.etcd_put(endpoints, key, value).run(runners[writer])
         read_by_host = []
     over_ssh = {name: runner for name, runner in runners.items() if name not in read_by_host}
 
     def read(item: tuple[str, Runner]) -> None:
         name, runner = item
-        got = _ok(
-            name,
-            runner.run([*ETCDCTL, endpoints, "get", "--print-value-only", key], timeout=60),
-            "read the key",
-        ).strip()
+        got = facts.etcd_value(endpoints, key).run(runner)
         if got != value:
             raise NodeError(name, f"read {got!r} for {key}, expected {value!r}")
 
@@ -299,10 +252,7 @@ def etcd_round_trip(
 
 def fleet_machines(config: LabConfig, runner: Runner, machine_ids: Mapping[str, str]) -> str | None:
     """None until fleet lists every node's machine-id, all distinct, with its metadata."""
-    result = runner.run(["fleetctl", "list-machines", "--full", "--no-legend"], timeout=60)
-    if result.failed:
-        raise NodeError(runner.name, f"fleetctl list-machines: {result.stderr.strip()}")
-    listed = {m.machine_id: m for m in parse_list_machines(result.stdout)}
+    listed = {m.machine_id: m for m in facts.FLEET_MACHINES.run(runner)}
     problems = []
     for node in config.nodes:
         machine = listed.get(machine_ids[node.name])

@@ -16,6 +16,8 @@ echo "==> ruff"
 "$VENV/bin/ruff" format --check .
 echo "==> mypy --strict"
 "$VENV/bin/mypy"
+echo "==> import-linter (the host never imports guest code; contracts in pyproject.toml)"
+"$VENV/bin/lint-imports"
 
 for tier in unit integration vm; do
   echo "==> pytest: $tier tier"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioner.checks.commands import LIST_MACHINES, MACHINE_ID, fail_on, run_ok
+from provisioner import facts
+from provisioner.checks.commands import fail_on, read
 from provisioner.checks.expectations import Expectations, NodeExpectation
 from provisioner.checks.verdicts import fleet_machine_problems, this_machine_problems
-from provisioner.parsers import parse_list_machines
 
 
 def test_fleet_lists_every_node(host: Any, lab_expectations: Expectations) -> None:
-    machines = parse_list_machines(run_ok(host, LIST_MACHINES))
+    machines = read(host, facts.FLEET_MACHINES)
     fail_on(fleet_machine_problems(machines, lab_expectations.nodes))
 
 
 def test_fleet_knows_this_machine(host: Any, lab_node: NodeExpectation) -> None:
-    machine_id = run_ok(host, MACHINE_ID).strip()
-    machines = parse_list_machines(run_ok(host, LIST_MACHINES))
+    machine_id = read(host, facts.MACHINE_ID)
+    machines = read(host, facts.FLEET_MACHINES)
     fail_on(this_machine_problems(lab_node, machine_id, machines))

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import NodeError
+from provisioner.etcdhttp import member_health
 from provisioner.guest.fleet.etcd import EtcdClient
 from provisioner.readiness import (
     HOST_BLIND_EVERY,
+    HOST_PROBE_TIMEOUT,
     READY_KEY,
     HostView,
     etcd_round_trip,
-    member_health_from_host,
 )
 from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import CommandResult, Runner
@@ -31,8 +32,8 @@ def nobody() -> str:
 
 
 def test_etcd_health_as_the_host_sees_it(etcd: EtcdMember) -> None:
-    assert member_health_from_host(etcd.client_url) is True
-    assert member_health_from_host(nobody(), timeout=1.0) is None
+    assert member_health(etcd.client_url, timeout=HOST_PROBE_TIMEOUT) is True
+    assert member_health(nobody(), timeout=1.0) is None
 
     assert HostView({"default": etcd.client_url}).etcd_ready() == "1/1 members healthy"
     view = HostView({"default": etcd.client_url, "core-02": nobody()}, timeout=1.0)
@@ -54,7 +55,7 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
         assert view.etcd_ready() == "2/2 members healthy"
         b.stop()
         wait_for(
-            lambda: member_health_from_host(a.client_url, timeout=3.0) is False or None,
+            lambda: member_health(a.client_url, timeout=3.0) is False or None,
             60,
             "the member left alone to report unhealthy",
         )
