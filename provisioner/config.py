@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from provisioner.errors import ConfigError
 
 CONFIG_FILE = "lab.yaml"
 STATE_DIR = ".lab"
+DEFAULT_LIBVIRT_URI = "qemu:///system"  # libvirt on this host
 
 MIN_MEMORY_MB = 384
 MAX_NODES = 200
@@ -91,6 +93,7 @@ class LabConfig:
     flannel: FlannelConfig
     cloud_config: tuple[Path, ...]  # extra fragments merged into every node
     nodes: tuple[NodeSpec, ...] = field(default=())
+    libvirt_uri: str = DEFAULT_LIBVIRT_URI  # the hypervisor: this host or another one
     source: Path | None = None  # the lab.yaml this came from, if any
 
     @property
@@ -212,6 +215,7 @@ _TOP_KEYS: dict[str, str] = {
     "agent_ttl": "str",
     "flannel": "mapping",
     "cloud_config": "list",
+    "libvirt_uri": "str",
     "metadata": "metadata",
     "nodes": "mapping",
 }
@@ -426,8 +430,20 @@ def build_config(
         flannel=flannel,
         cloud_config=common_fragments,
         nodes=nodes,
+        libvirt_uri=_libvirt_uri(loader, merged.get("libvirt_uri")),
         source=source,
     )
+
+
+def _libvirt_uri(loader: _Loader, value: str | None) -> str:
+    """lab.yaml's ``libvirt_uri``, else libvirt's own ``LIBVIRT_DEFAULT_URI``, else this host."""
+    uri = value or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_LIBVIRT_URI
+    if re.match(r"^[a-z][a-z0-9+]*://[^\s]*/[^\s]*$", uri):
+        return uri
+    hint = "e.g. qemu:///system, or qemu+ssh://root@host/system for another host"
+    if value:
+        raise loader.fail("libvirt_uri", f"{uri!r} is not a libvirt URI", hint)
+    raise ConfigError(f"LIBVIRT_DEFAULT_URI: {uri!r} is not a libvirt URI", hint=hint)
 
 
 def _subnet(loader: _Loader, value: str, count: int) -> ipaddress.IPv4Network:

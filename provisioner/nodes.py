@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import HostKeyError, LabError, NodeError
@@ -15,7 +17,10 @@ from provisioner.remote.hostkeys import (
     parse_host_key_fingerprints,
 )
 from provisioner.remote.ssh import SSHRunner
-from provisioner.state import KEY_FILE, LabState
+from provisioner.state import KEY_FILE, LIBVIRT_PATHS_FILE, LabState
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
 
 KNOWN_HOSTS = "known_hosts"
 SSH_CONFIG = "ssh_config"
@@ -41,6 +46,40 @@ def node_paths(config: LabConfig, node: NodeSpec) -> NodePaths:
 
 def domain_of(config: LabConfig, node: NodeSpec) -> str:
     return domain_name(config.name, node.name)
+
+
+def libvirt_paths(config: LabConfig) -> dict[str, dict[str, str]]:
+    """Where ``lab up`` put the nodes' config drives and consoles in the storage pool
+    (``{"pool": {"name": ...}, "drives": {node: path}, "consoles": {node: path}}``);
+    empty for a lab that plain ``vagrant up`` booted with the files under ``.lab/``."""
+    try:
+        found = json.loads((config.state_dir / LIBVIRT_PATHS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def sync_console(config: LabConfig, node: NodeSpec, host: LibvirtHost) -> bool:
+    """Copy the node's console, read through libvirt, to its log under ``.lab/logs``
+    (where every reader of the console looks); False when the node's console is a
+    file QEMU writes there itself (a plain ``vagrant up``) or does not exist yet."""
+    from provisioner.hypervisor.volumes import console_volume
+
+    paths = libvirt_paths(config)
+    if node.name not in paths.get("consoles", {}):
+        return False
+    data = host.read_volume(paths["pool"]["name"], console_volume(domain_of(config, node)))
+    if data is None:
+        return False
+    target = node_paths(config, node).console
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        unchanged = target.read_bytes() == data
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        target.write_bytes(data)
+    return True
 
 
 def key_path(config: LabConfig) -> Path:

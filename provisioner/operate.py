@@ -55,7 +55,7 @@ def runners(config: LabConfig, names: Sequence[str] = ()) -> Iterator[dict[str, 
 def domain_states(config: LabConfig) -> dict[str, str]:
     from provisioner.hypervisor.libvirt import LibvirtHost
 
-    with LibvirtHost.open() as host:
+    with LibvirtHost.open(config.libvirt_uri) as host:
         found = set(host.lab_objects(config.name).domains)
         states = {}
         for node in config.nodes:

@@ -32,7 +32,7 @@ from provisioner.hypervisor.naming import network_name
 from provisioner.hypervisor.vagrantfile import VagrantContext, VagrantNode
 from provisioner.hypervisor.vagrantfile import render_vagrantfile as render_vagrantfile_context
 from provisioner.resources import templates_dir, vagrantfile_template
-from provisioner.state import atomic_write
+from provisioner.state import LIBVIRT_PATHS_FILE, atomic_write
 
 USER_DATA_TEMPLATE = "user-data.j2"
 CONFIG_RB_TEMPLATE = "config.rb.j2"
@@ -222,6 +222,8 @@ def vagrant_context(config: LabConfig, inputs: RenderInputs) -> VagrantContext:
         network_address=config.subnet,
         ssh_private_key_path=inputs.ssh_private_key_path,
         serial_log_dir=config.state_dir / "logs",
+        libvirt_paths_file=config.state_dir / LIBVIRT_PATHS_FILE,
+        libvirt_uri=config.libvirt_uri,
         instance_name_prefix=config.instance_name_prefix,
         nodes=tuple(
             VagrantNode(

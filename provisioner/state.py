@@ -25,6 +25,7 @@ STATE_FILE = "state.json"
 # overwrite ones the user edited.
 RENDERED_RECORD = "rendered.json"
 KEY_FILE = "ssh/id_ed25519"
+LIBVIRT_PATHS_FILE = "libvirt-paths.json"  # the nodes' drives and consoles in the storage pool
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LAB_DIR="${LAB_DIR:-/srv/lab/demo}"  # QEMU must be able to enter every directory above it
+LAB_DIR="${LAB_DIR:-/srv/lab/demo}"
 "$ROOT/scripts/install.sh"
 LAB="$ROOT/.venv/bin/lab"
 
-mkdir -p "$LAB_DIR" && chmod 755 "$(dirname "$LAB_DIR")" "$LAB_DIR"
+mkdir -p "$LAB_DIR"
 echo "==> building the box (cached after the first time)"
 "$LAB" box build
 echo "==> bringing up a 3-node lab in $LAB_DIR"

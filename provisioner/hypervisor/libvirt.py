@@ -17,10 +17,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import libvirt
 
+from provisioner.config import DEFAULT_LIBVIRT_URI
 from provisioner.errors import HostError, NodeError, NotReady
+from provisioner.hypervisor import volumes
 from provisioner.hypervisor.boxvolume import (
     BoxVolume,
     is_complete,
@@ -37,7 +40,14 @@ from provisioner.hypervisor.network import (
 )
 from provisioner.waits import wait_for
 
-SYSTEM_URI = "qemu:///system"
+SYSTEM_URI = DEFAULT_LIBVIRT_URI
+
+
+def is_local(uri: str) -> bool:
+    """True for libvirt on this host (``qemu:///system``), False for ``qemu+ssh://host/...``."""
+    return urlsplit(uri).hostname is None
+
+
 _POLL_SECONDS = 0.5
 
 
@@ -348,6 +358,20 @@ class LibvirtHost:
         for net in found.networks:
             self.remove_network(net)
         return LabObjects(found.domains, tuple(sorted(volumes)), found.networks)
+
+    # -- files of the guests, as pool volumes (see hypervisor.volumes) ---------
+
+    def upload_volume(self, pool: str, name: str, source: Path) -> str:
+        """``source`` as the raw volume ``name`` of ``pool`` (made or overwritten); its path."""
+        return volumes.upload(self._conn, volumes.pool(self._conn, pool), name, source)
+
+    def ensure_empty_volume(self, pool: str, name: str) -> str:
+        """The raw volume ``name`` of ``pool``, made empty if missing; its path."""
+        return volumes.ensure_empty(volumes.pool(self._conn, pool), name)
+
+    def read_volume(self, pool: str, name: str) -> bytes | None:
+        """The bytes of the volume ``name`` of ``pool`` now, or None if there is none."""
+        return volumes.download(self._conn, volumes.pool(self._conn, pool), name)
 
     # -- helpers --------------------------------------------------------------
 

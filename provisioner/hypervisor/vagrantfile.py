@@ -57,6 +57,8 @@ class VagrantContext:
     ssh_private_key_path: Path
     serial_log_dir: Path
     nodes: tuple[VagrantNode, ...]
+    # where `lab up` put each node's config drive and console in the storage pool
+    libvirt_paths_file: Path | None = None
     ssh_username: str = "core"
     instance_name_prefix: str = "core"
     libvirt_uri: str = SYSTEM_URI

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from provisioner.config import LabConfig, NodeSpec
+from provisioner.config import DEFAULT_LIBVIRT_URI, LabConfig, NodeSpec
 from provisioner.progress import Progress
 from provisioner.remote.runner import Runner
 from provisioner.state import LabState
@@ -57,8 +57,8 @@ class Backends:
     check_cluster: ClusterCheck  # etcd healthy, a key round trip, fleet lists every node
 
 
-def default_backends() -> Backends:
-    """The real thing: qemu:///system, vagrant-libvirt, paramiko, the host's daemons."""
+def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
+    """The real thing: libvirt at ``uri``, vagrant-libvirt, paramiko, the host's daemons."""
     from provisioner import nodes, readiness
     from provisioner.hypervisor.libvirt import LibvirtHost
     from provisioner.hypervisor.vagrant import VagrantLab
@@ -66,8 +66,8 @@ def default_backends() -> Backends:
     from provisioner.lifecycle.infra import prepare_box, prepare_host
 
     return Backends(
-        open_host=LibvirtHost.open,
-        booter=VagrantLab,
+        open_host=lambda: LibvirtHost.open(uri),
+        booter=lambda root, log: VagrantLab(root, log, uri=uri),
         runner=nodes.runner,
         banner=readiness.ssh_banner,
         prepare_host=prepare_host,

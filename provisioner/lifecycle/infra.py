@@ -7,6 +7,7 @@ again after an interruption, it finds what the last run made.
 from __future__ import annotations
 
 import ipaddress
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner import nodes as node_access
 from provisioner.config import LabConfig
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import LabError
 from provisioner.locks import file_lock, host_lock_path
 from provisioner.progress import LAB, Progress
-from provisioner.state import LabState, ensure_ssh_key
+from provisioner.state import LIBVIRT_PATHS_FILE, LabState, atomic_write, ensure_ssh_key
 
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
@@ -28,17 +30,23 @@ DISCOVERY_STATE = "discovery"  # .lab/discovery: the per-lab service of earlier 
 
 
 def prepare_host(config: LabConfig) -> str:
-    """libvirt's daemons and storage pool; checked before anything is made."""
-    from provisioner.hypervisor.daemons import ensure_daemons, ensure_default_pool
-    from provisioner.hypervisor.libvirt import check_qemu_can_open
+    """libvirt answering at the lab's URI (its daemons started when it is this host's)
+    and its storage pool; checked before anything is made."""
+    from provisioner.hypervisor.daemons import (
+        ensure_daemons,
+        ensure_default_pool,
+        wait_for_libvirt,
+    )
+    from provisioner.hypervisor.libvirt import is_local
 
-    # before anything is created: QEMU must be able to open the config drives
-    drives = config.state_dir / "config-drives"
-    drives.mkdir(parents=True, exist_ok=True)
-    check_qemu_can_open(drives / "drive.iso")
-    daemons = ensure_daemons(start=True)
-    pool = ensure_default_pool(create=True)
-    return f"{daemons.summary}; {pool.summary}"
+    uri = config.libvirt_uri
+    if is_local(uri):
+        summary = ensure_daemons(start=True, uri=uri).summary
+    else:
+        wait_for_libvirt(uri, timeout=60)
+        summary = f"{uri} answers"
+    pool = ensure_default_pool(create=True, uri=uri)
+    return f"{summary}; {pool.summary}"
 
 
 def prepare_box(config: LabConfig, progress: Progress, open_host: Callable[[], LibvirtHost]) -> str:
@@ -111,8 +119,14 @@ def discovery(config: LabConfig, state: LabState) -> str:
     return record.url
 
 
-def drives(config: LabConfig) -> str:
-    """One config-2 drive per node: its user-data and the lab's public key."""
+def drives(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
+    """One config-2 drive per node (its user-data and the lab's public key), built under
+    ``.lab/config-drives`` and uploaded into the storage pool through libvirt, with an
+    empty volume beside it for the node's serial console: QEMU, on whichever host
+    libvirt runs it, reads and writes only pool volumes, never the lab directory."""
+    from provisioner.hypervisor.daemons import DEFAULT_POOL
+    from provisioner.hypervisor.volumes import config_volume, console_volume
+
     _, public_key = ensure_ssh_key(config.state_dir)
     for node in config.nodes:
         user_data = (config.directory / "nodes" / node.name / "user-data").read_text()
@@ -121,7 +135,24 @@ def drives(config: LabConfig) -> str:
             meta_data(node.name, node.ip, {"lab": public_key}),
             drive_path(config, node.name),
         )
-    return f"{len(config.nodes)} config-2 drives"
+    placed: dict[str, dict[str, str]] = {
+        "pool": {"name": DEFAULT_POOL},
+        "drives": {},
+        "consoles": {},
+    }
+    with open_host() as host:
+        for node in config.nodes:
+            domain = node_access.domain_of(config, node)
+            placed["drives"][node.name] = host.upload_volume(
+                DEFAULT_POOL, config_volume(domain), drive_path(config, node.name)
+            )
+            placed["consoles"][node.name] = host.ensure_empty_volume(
+                DEFAULT_POOL, console_volume(domain)
+            )
+    atomic_write(
+        config.state_dir / LIBVIRT_PATHS_FILE, (json.dumps(placed, indent=2) + "\n").encode()
+    )
+    return f"{len(config.nodes)} config-2 drives, in pool {DEFAULT_POOL}"
 
 
 def drive_path(config: LabConfig, node: str) -> Path:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from provisioner import nodes as node_access
 from provisioner import readiness
 from provisioner.config import LabConfig, NodeSpec
-from provisioner.errors import NotReady, RemoteError, WaitTimeout
+from provisioner.errors import HostError, NotReady, RemoteError, WaitTimeout
 from provisioner.lifecycle.backends import Backends, NodeRunner
 from provisioner.progress import Progress
 from provisioner.state import StateFile
 from provisioner.waits import wait_for
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
 
 NODE_TIMEOUT = 600.0  # per node: banner, host keys, login, systemd
 LOGIN_POLL = 1.0  # reading the console log is cheap; a login try is not
@@ -51,6 +55,8 @@ class NodeWaiter:
         self.cancel = cancel or threading.Event()
         self.runners: dict[str, NodeRunner] = {}
         self._pins = threading.Lock()  # node threads record their pins in one state
+        self._host: LibvirtHost | None = None  # reads the consoles; shared by the node threads
+        self._host_lock = threading.Lock()
 
     def ready(
         self, node: NodeSpec, deadline: float | None = None
@@ -66,6 +72,25 @@ class NodeWaiter:
         """Close every node's connection (ends a remote wait under way)."""
         for runner in list(self.runners.values()):
             runner.close()
+        with self._host_lock:
+            host, self._host = self._host, None
+        if host is not None:
+            host.close()
+
+    def console(self, node: NodeSpec) -> None:
+        """Bring the node's console log under ``.lab/logs`` up to date (through libvirt)."""
+        with self._host_lock:
+            if self._host is None:
+                self._host = self.backends.open_host()
+            host = self._host
+        try:
+            node_access.sync_console(self.config, node, host)
+        except HostError as exc:  # the volume is being written or refreshed: read it later
+            raise NotReady(f"cannot read the console yet: {exc.message}") from exc
+
+    def _fingerprints(self, node: NodeSpec) -> dict[str, str] | None:
+        self.console(node)
+        return node_access.console_fingerprints(self.config, node) or None
 
     def wait(self, node: NodeSpec, deadline: float) -> readiness.NodeFacts:
         cancelled = self.cancel.is_set
@@ -85,7 +110,7 @@ class NodeWaiter:
             node.name,
             f"host-key fingerprints on the serial console ({console})",
             deadline,
-            lambda: node_access.console_fingerprints(self.config, node) or None,
+            lambda: self._fingerprints(node),
             interval=BANNER_POLL,
             cancelled=cancelled,
         )
@@ -116,10 +141,11 @@ class NodeWaiter:
             # Until the agent has written authorized_keys (its console says so), a try
             # is a whole SSH handshake refused at the end, work an emulated guest feels
             # while it boots: try only now and then (the console could miss the line).
-            if next(polls) % LOGIN_BLIND_EVERY and not node_access.console_keys_authorized(
-                self.config, node, runner.user
-            ):
-                raise NotReady("the console does not show the lab's key authorized yet")
+            blind = not next(polls) % LOGIN_BLIND_EVERY
+            if not blind:
+                self.console(node)
+                if not node_access.console_keys_authorized(self.config, node, runner.user):
+                    raise NotReady("the console does not show the lab's key authorized yet")
             if not runner.run(["true"], timeout=30).succeeded:
                 raise NotReady("`true` failed after login")
             return True

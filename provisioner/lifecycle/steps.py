@@ -71,7 +71,7 @@ class Run:
         self.config = config
         self.progress = progress
         self.accel = choose_accel(accel)
-        self.backends = backends or default_backends()
+        self.backends = backends or default_backends(config.libvirt_uri)
         self.book = StateFile(config.state_dir)
         self.phase_seconds: dict[str, float] = {}
         self.facts: dict[str, NodeFacts] = {}
@@ -98,7 +98,7 @@ class Run:
             ("box", lambda: backends.box(config, self.progress, backends.open_host)),
             ("network", lambda: infra.network(config, backends.open_host)),
             ("discovery", lambda: infra.discovery(config, self.state)),
-            ("drives", lambda: infra.drives(config)),
+            ("drives", lambda: infra.drives(config, backends.open_host)),
             ("boot", self.boot),
             ("nodes", self.nodes),
             ("cluster", self.cluster),

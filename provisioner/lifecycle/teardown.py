@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,13 @@ from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.infra import DISCOVERY_STATE
 from provisioner.locks import file_lock, host_lock_path
 from provisioner.progress import Progress
-from provisioner.state import LabState, StateFile, keep_rendered_record, load_state
+from provisioner.state import (
+    LIBVIRT_PATHS_FILE,
+    LabState,
+    StateFile,
+    keep_rendered_record,
+    load_state,
+)
 
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
@@ -29,9 +36,11 @@ JOURNAL_TIMEOUT = 90.0
 
 def save_diagnostics(config: LabConfig, state: LabState, backends: Backends | None = None) -> Path:
     """Every node's journal (when it answers) beside its serial console log."""
-    runner_for = (backends or default_backends()).runner
+    backends = backends or default_backends(config.libvirt_uri)
+    runner_for = backends.runner
     logs = node_access.log_dir(config)
     logs.mkdir(parents=True, exist_ok=True)
+    sync_consoles(config, backends.open_host)
 
     def one(node: NodeSpec) -> None:
         target = node_access.node_paths(config, node).journal
@@ -54,6 +63,18 @@ def save_diagnostics(config: LabConfig, state: LabState, backends: Backends | No
     with ThreadPoolExecutor(max_workers=max(1, len(config.nodes))) as pool:
         list(pool.map(one, config.nodes))
     return logs
+
+
+def sync_consoles(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> None:
+    """Every node's console, read through libvirt, into ``.lab/logs`` (best effort:
+    a console that cannot be read keeps the copy from the last read)."""
+    try:
+        with open_host() as host:
+            for node in config.nodes:
+                with contextlib.suppress(LabError):
+                    node_access.sync_console(config, node, host)
+    except LabError:
+        return
 
 
 def collect_logs(config: LabConfig, into: Path | None = None) -> Path:
@@ -94,13 +115,14 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
     """
     from provisioner.discovery import release_token, stop_legacy_daemon
 
-    open_host = (backends or default_backends()).open_host
+    open_host = (backends or default_backends(config.libvirt_uri)).open_host
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
         state = load_state(config.state_dir)
         token_deleted = False
         if state.discovery and state.discovery.mode == "local":
             token_deleted = release_token(state.discovery.url)
         stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
+        sync_consoles(config, open_host)  # the console volumes go with the lab; logs stay
         with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
             removed = host.remove_lab(config.name)
         shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)
@@ -111,6 +133,7 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
         for child in (
             "state.json",
             "config-drives",
+            LIBVIRT_PATHS_FILE,
             DISCOVERY_STATE,
             "known_hosts",
             "ssh_config",
@@ -127,7 +150,7 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
 
 def halt(config: LabConfig, backends: Backends | None = None) -> list[str]:
     """Shut every node down cleanly, in parallel; the lab can be started again."""
-    open_host = (backends or default_backends()).open_host
+    open_host = (backends or default_backends(config.libvirt_uri)).open_host
 
     def one(node: NodeSpec) -> str:
         with open_host() as host:
@@ -148,7 +171,7 @@ def _each_node(
     backends: Backends | None,
 ) -> list[str]:
     chosen = node_access.resolve_nodes(config, names)  # unknown names fail before any action
-    with (backends or default_backends()).open_host() as host:
+    with (backends or default_backends(config.libvirt_uri)).open_host() as host:
         done = []
         for node in chosen:
             action(host, node_access.domain_of(config, node))
@@ -177,7 +200,7 @@ def start(
     """Boot stopped nodes and wait until they answer with their pinned host keys."""
     from provisioner.lifecycle.nodewait import NodeWaiter
 
-    backends = backends or default_backends()
+    backends = backends or default_backends(config.libvirt_uri)
     started = _each_node(config, names, lambda host, dom: host.start(dom), backends)
     book = StateFile(config.state_dir)
     waiter = NodeWaiter(config, progress, backends, book)

@@ -292,3 +292,58 @@ def test_old_box_volumes_go_once_nothing_backs_onto_them(
     pool.storageVolLookupByName("lab-it-overlay_core-01.img").delete(0)
     assert system.remove_unused_box_volumes(["lab/default-cccccccccccc"], scratch_pool) == (backed,)
     assert system.remove_unused_box_volumes([], "lab-it-no-such-pool") == ()
+
+
+def test_a_domain_reads_its_drive_and_writes_its_console_as_pool_volumes(
+    system: LibvirtHost, shared_dir: Path
+) -> None:
+    """What `lab up` does for every node instead of pointing QEMU into the lab directory:
+    the config drive goes in by a libvirt stream, the console comes back by one."""
+    name = f"lab-it-{uuid.uuid4().hex[:8]}"
+    directory = shared_dir / "pool"
+    directory.mkdir()
+    xml = f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>"
+    pool = system.connection.storagePoolCreateXML(xml, 0)
+    drive = shared_dir / "drive.iso"
+    drive.write_bytes(os.urandom(2048 * 400))  # more than one stream chunk
+    domain = f"{name}_core-01"
+    try:
+        drive_path = system.upload_volume(name, f"{domain}-config.iso", drive)
+        assert Path(drive_path).read_bytes() == drive.read_bytes()
+        drive.write_bytes(os.urandom(2048 * 16))  # a new render: a smaller drive replaces it
+        assert system.upload_volume(name, f"{domain}-config.iso", drive) == drive_path
+        assert Path(drive_path).read_bytes() == drive.read_bytes()
+        console_path = system.ensure_empty_volume(name, f"{domain}-console.log")
+        assert system.ensure_empty_volume(name, f"{domain}-console.log") == console_path
+        assert system.read_volume(name, f"{domain}-console.log") == b""
+        assert system.read_volume(name, f"{domain}-nothing.log") is None
+        system.connection.defineXML(
+            f"""<domain type='qemu'>
+  <name>{domain}</name>
+  <memory unit='MiB'>32</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <cpu mode='custom'><model>qemu64</model></cpu>
+  <devices>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/><source file='{drive_path}'/>
+      <target dev='hdc' bus='ide'/><readonly/>
+    </disk>
+    <serial type='file'><source path='{console_path}'/><target port='0'/></serial>
+  </devices>
+</domain>"""
+        )
+        try:
+            system.start(domain)
+            assert system.state(domain) is DomainState.RUNNING
+            assert system.console_log_path(domain) == Path(console_path)
+            with Path(console_path).open("ab") as console:  # what the guest prints
+                console.write(b"-----BEGIN SSH HOST KEY FINGERPRINTS-----\n")
+            assert system.read_volume(name, f"{domain}-console.log") == (
+                b"-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+            )
+        finally:
+            system.undefine(domain, remove_volumes=False)
+    finally:
+        for volume in pool.listAllVolumes(0):
+            volume.delete(0)
+        pool.destroy()

@@ -3,8 +3,10 @@
 The network, the domains and their states are real libvirt objects (the test
 driver, no daemon); the render, the state file and the config drives
 (genisoimage) are real. Vagrant, the guests' SSH, the box and the cluster
-checks are fakes: the booting of real guests under the same steps is covered
-by the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted
+checks are fakes, and so are volume uploads and downloads, which the test driver
+does not do (a directory stands in for the pool; the real streams are tested in
+test_libvirt_system.py): the booting of real guests under the same steps is
+covered by the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted
 during the boot resumes, a second ``up`` on a running lab changes nothing,
 and one node that fails is reported with the others' outcomes kept.
 """
@@ -76,6 +78,32 @@ class FakeRunner:
         return f"{self.name} ssh-ed25519 AAAA"
 
 
+class StreamlessHost(LibvirtHost):
+    """The test driver, with a directory for the pool volumes it cannot stream."""
+
+    pool_dir: Path
+
+    def upload_volume(self, pool: str, name: str, source: Path) -> str:
+        target = self.pool_dir / name
+        target.write_bytes(source.read_bytes())
+        return str(target)
+
+    def ensure_empty_volume(self, pool: str, name: str) -> str:
+        (self.pool_dir / name).touch()
+        return str(self.pool_dir / name)
+
+    def read_volume(self, pool: str, name: str) -> bytes | None:
+        path = self.pool_dir / name
+        return path.read_bytes() if path.exists() else None
+
+
+def open_host(pool_dir: Path) -> LibvirtHost:
+    host = StreamlessHost.open(TEST_URI)
+    assert isinstance(host, StreamlessHost)
+    host.pool_dir = pool_dir
+    return host
+
+
 @dataclass
 class FakeVagrant:
     """`vagrant up`: defines and starts each node's domain in the test driver and
@@ -102,7 +130,9 @@ class FakeVagrant:
                         "<os><type>hvm</type></os></domain>"
                     )
                 host.start(name)
-                node_access.node_paths(self.config, node).console.write_text(console_text("core"))
+                # QEMU writes the console where the Vagrantfile says: the pool volume
+                console = node_access.libvirt_paths(self.config)["consoles"][node.name]
+                Path(console).write_text(console_text("core"))
 
 
 @dataclass
@@ -140,8 +170,10 @@ class Fakes:
             assert sorted(machine_ids) == [n.name for n in config.nodes]
             return f"etcd {len(runners)}/{len(runners)}"
 
+        pool_dir = self.config.directory.parent / "pool"
+        pool_dir.mkdir(exist_ok=True)
         return Backends(
-            open_host=lambda: LibvirtHost.open(TEST_URI),
+            open_host=lambda: open_host(pool_dir),
             booter=self.vagrant,
             runner=runner,
             banner=lambda ip: "SSH-2.0-OpenSSH_9.2p1",
@@ -182,9 +214,16 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     with LibvirtHost.open(TEST_URI) as host:
         assert host.find_network(network_name(config.name)) is not None
         assert host.lab_objects(config.name).domains == ()
-    assert all(
-        (config.state_dir / "config-drives" / f"{n.name}.iso").exists() for n in config.nodes
-    )
+    # QEMU gets the drives and consoles as pool volumes, never files in the lab directory
+    placed = node_access.libvirt_paths(config)
+    for node in config.nodes:
+        built = config.state_dir / "config-drives" / f"{node.name}.iso"
+        drive = Path(placed["drives"][node.name])
+        assert drive.name == f"{node_access.domain_of(config, node)}-config.iso"
+        assert drive.read_bytes() == built.read_bytes()
+        assert Path(placed["consoles"][node.name]).name.endswith("-console.log")
+    vagrantfile = (config.directory / "Vagrantfile").read_text()
+    assert "LIBVIRT_PATHS.dig('drives', name)" in vagrantfile
 
     # the next `lab up` resumes: the network is found, not made again, and the boot runs
     fakes.vagrant.interrupt = False
@@ -201,6 +240,9 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     assert sorted(state.host_keys) == ["core-01", "core-02", "core-03"]
     assert len(set(state.machine_ids.values())) == 3
     assert (config.state_dir / "known_hosts").exists()
+    # the consoles were read back through "libvirt" into .lab/logs, where lab reads them
+    for node in config.nodes:
+        assert "BEGIN SSH HOST KEY" in node_access.node_paths(config, node).console.read_text()
 
     # and the one after that finds it up: no step runs, nothing is booted
     again = up(config, progress(), accel="tcg", backends=fakes.backends())
@@ -260,3 +302,5 @@ def test_destroy_removes_what_up_made(config: LabConfig) -> None:
     with LibvirtHost.open(TEST_URI) as host:
         assert host.lab_objects(config.name).empty
     assert not (config.state_dir / "state.json").exists()
+    assert not (config.state_dir / "libvirt-paths.json").exists()
+    assert node_access.node_paths(config, config.nodes[0]).console.exists()  # logs stay

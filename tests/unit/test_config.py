@@ -92,6 +92,7 @@ def test_workers_after_members(tmp_path: Path) -> None:
         ({"forwarded_ports": {"80": "x"}}, "forwarded_ports.80", "port numbers"),
         ({"flannel": {"enable": True}}, "flannel.enable", "did you mean 'enabled'"),
         ({"cloud_config": ["missing.yaml"]}, "cloud_config[0]", "file not found"),
+        ({"libvirt_uri": "system"}, "libvirt_uri", "qemu+ssh://root@host/system"),
     ],
 )
 def test_bad_values_name_the_key(
@@ -103,6 +104,21 @@ def test_bad_values_name_the_key(
     assert info.value.key == key
     assert str(source) in str(info.value)
     assert fragment in str(info.value) + (info.value.hint or "")
+
+
+def test_the_hypervisor_is_lab_yaml_then_libvirt_then_this_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
+    assert load_config(tmp_path).libvirt_uri == "qemu:///system"
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "qemu+ssh://root@10.0.0.2/system")
+    assert load_config(tmp_path).libvirt_uri == "qemu+ssh://root@10.0.0.2/system"
+    write_lab(tmp_path, "libvirt_uri: qemu+ssh://root@hv1/system?keyfile=/k\n")
+    assert load_config(tmp_path).libvirt_uri == "qemu+ssh://root@hv1/system?keyfile=/k"
+    (tmp_path / "lab.yaml").unlink()
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "not a uri")
+    with pytest.raises(ConfigError, match=r"^LIBVIRT_DEFAULT_URI: 'not a uri' is not a libvirt"):
+        load_config(tmp_path)
 
 
 def test_yaml_error_names_file_and_line(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 The lab carries the seed's metadata (web/rack1, web/rack2, db/rack3) and a short
 fleet ``agent_ttl`` so fault drills finish quickly. It lives under
-``/var/tmp/lab-vm-tests`` (QEMU, running as libvirt-qemu, must reach its config
-drives) and is destroyed at the end of the session; the logs directory is
+``/var/tmp/lab-vm-tests`` in directories only their owner can enter (QEMU reads
+and writes only storage pool volumes, never the lab directory) and is destroyed
+at the end of the session; the logs directory is
 printed whenever something fails.
 """
 
@@ -98,11 +99,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def new_lab_dir() -> Path:
+    """A lab directory like one in a home directory only its owner can enter."""
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
-    LAB_ROOT.chmod(0o755)
+    LAB_ROOT.chmod(0o700)
     directory = LAB_ROOT / f"vm-{uuid.uuid4().hex[:6]}"
-    directory.mkdir()
-    directory.chmod(0o755)
+    directory.mkdir(mode=0o700)
     return directory
 
 

@@ -6,7 +6,9 @@ Runs after the other VM modules that share the session's lab (destroy is last).
 
 from __future__ import annotations
 
+import os
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
@@ -70,6 +72,32 @@ def test_logs_saves_every_journal_beside_its_console(lab: Lab, tmp_path: Path) -
         assert "fleet.service" in journal, name
         assert (lab.logs / f"{name}.journal").read_text()
         assert (into / f"{name}.log").stat().st_size > 0, name
+
+
+def test_qemu_reads_and_writes_only_pool_volumes(lab: Lab) -> None:
+    """The lab directory is private (like a home directory); the guests' config drives
+    and consoles are storage pool volumes, read back through libvirt."""
+    if os.environ.get("LAB_VM_EXISTING") is None:
+        assert lab.directory.stat().st_mode & 0o077 == 0
+        assert lab.directory.parent.stat().st_mode & 0o077 == 0
+    conn = libvirt.open("qemu:///system")
+    try:
+        pool = conn.storagePoolLookupByName("default")
+        pool_dir = ET.fromstring(pool.XMLDesc(0)).findtext("target/path")
+        for name in SEED_METADATA:
+            domain = conn.lookupByName(f"lab-{lab.name}_{name}")
+            root = ET.fromstring(domain.XMLDesc(0))
+            files = [s.get("file") for s in root.iterfind("devices/disk/source")]
+            files += [s.get("path") for s in root.iterfind("devices/serial/source")]
+            assert f"{pool_dir}/lab-{lab.name}_{name}-config.iso" in files, files
+            assert f"{pool_dir}/lab-{lab.name}_{name}-console.log" in files, files
+            for path in files:
+                assert path is not None
+                assert not Path(path).is_relative_to(lab.directory), path
+            console = (lab.logs / f"{name}.log").read_text(errors="replace")
+            assert "BEGIN SSH HOST KEY FINGERPRINTS" in console, name
+    finally:
+        conn.close()
 
 
 def test_a_key_written_on_core_01_is_read_on_core_03(lab: Lab) -> None:
