@@ -39,6 +39,7 @@ log = logging.getLogger("flanneld")
 
 RETRY = 1.0  # seconds between tries while etcd or the config key is missing
 RESYNC = 300.0  # seconds between full re-reads of the leases even without events
+POLL = 0.5  # seconds: how soon a SIGTERM is noticed
 
 
 class StoppedError(Exception):
@@ -72,7 +73,8 @@ def sd_notify(state: str) -> None:
 class Flanneld:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # set by the main thread only
+        self.stop_requested = False  # set by the signal handler (no locks in handlers)
         self.events: queue.Queue[WatchEvent | None] = queue.Queue()
         self.client = EtcdClient(
             options.etcd_endpoints,
@@ -84,7 +86,20 @@ class Flanneld:
         self._watch: Watch | None = None
 
     def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
+        """Sleep, but end the run at once when a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._check_stop()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, POLL))
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            self.stop.set()
+            if self._watch is not None:
+                self._watch.cancel()
             raise StoppedError
 
     def wait_for_config(self) -> NetworkConfig:
@@ -173,15 +188,14 @@ class Flanneld:
         renew_at = time.monotonic() + renew_delay(held.ttl, self.options.renew_margin)
         next_sync = time.monotonic() + RESYNC
         while True:
-            timeout = max(0.0, min(renew_at, next_sync) - time.monotonic())
+            timeout = min(POLL, max(0.0, min(renew_at, next_sync) - time.monotonic()))
             try:
                 self.events.get(timeout=timeout)
                 self._drain()
                 changed = True
             except queue.Empty:
                 changed = False
-            if self.stop.is_set():
-                return 0
+            self._check_stop()
             if time.monotonic() >= renew_at:
                 held = self._renew(config, backend, held, public_ip, data)
                 renew_at = time.monotonic() + renew_delay(held.ttl, self.options.renew_margin)
@@ -279,16 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Flanneld(options)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        del frame
-        log.info("Exiting cleanly on signal %d", signum)
-        daemon.stop.set()
-        daemon.events.put(None)
+        del signum, frame
+        daemon.stop_requested = True
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         return daemon.run()
     except StoppedError:
+        log.info("Exiting cleanly on a signal")
         return 0
     except (FlannelError, FleetError) as exc:
         _fail(exc)
