@@ -75,7 +75,10 @@ class EtcdMember:
         if self.netns:
             probe = [str(ETCDCTL), f"--endpoints={self.client_url}", "endpoint", "health"]
             done = subprocess.run(
-                ["ip", "netns", "exec", self.netns, *probe], capture_output=True, timeout=10
+                ["ip", "netns", "exec", self.netns, *probe],
+                capture_output=True,
+                timeout=10,
+                check=False,
             )
             return done.returncode == 0
         try:

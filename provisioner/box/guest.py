@@ -4,8 +4,9 @@ Generic over what exists: the package is copied as it is, a wrapper is made
 for each configured command whose module exists (others are reported and
 skipped), every unit file under ``provisioner/guest/*/units/`` is
 installed; those with an ``[Install]`` section are enabled, except the ones the
-recipe leaves to cloud-config (``guest.leave_disabled``); every drop-in ``*/units/<unit>.d/*.conf`` goes beside
-the units (e.g. flannel's docker.service.d/40-flannel.conf); and every udev rule
+recipe leaves to cloud-config (``guest.leave_disabled``); every drop-in
+``*/units/<unit>.d/*.conf`` goes beside the units (e.g. flannel's
+docker.service.d/40-flannel.conf); and every udev rule
 under ``provisioner/guest/*/udev/`` goes to ``UDEV_RULES_DIR``.
 """
 

@@ -100,12 +100,12 @@ def test_a_removed_lease_removes_all_three_and_an_added_one_adds_them() -> None:
     )
     mac3, mac6 = "aa:aa:aa:aa:aa:03", "aa:aa:aa:aa:aa:06"
     assert commands(changes) == [
-        "ip route del 10.1.77.0/24 via 10.1.77.0 dev flannel.1".split(),
+        ["ip", "route", "del", "10.1.77.0/24", "via", "10.1.77.0", "dev", "flannel.1"],
         f"bridge fdb del {mac3} dev flannel.1 dst 172.17.8.103 self".split(),
-        "ip neigh del 10.1.77.0 dev flannel.1".split(),
+        ["ip", "neigh", "del", "10.1.77.0", "dev", "flannel.1"],
         f"ip neigh replace 10.1.4.0 lladdr {mac6} dev flannel.1 nud permanent".split(),
         f"bridge fdb replace {mac6} dev flannel.1 dst 172.17.8.106 self permanent".split(),
-        "ip route replace 10.1.4.0/24 via 10.1.4.0 dev flannel.1 onlink".split(),
+        ["ip", "route", "replace", "10.1.4.0/24", "via", "10.1.4.0", "dev", "flannel.1", "onlink"],
     ]
 
 
