@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flannel_support import Underlay, can_run, wait_for
+from tests.flannel_support import Node, Underlay, can_run, sh, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,7 +33,7 @@ def config(backend: str) -> str:
     return json.dumps({"Network": NETWORK, "Backend": {"Type": backend}})
 
 
-def all_reach(nodes: list) -> bool:  # type: ignore[type-arg]
+def all_reach(nodes: list[Node]) -> bool:
     return all(a.pings(b) for a, b in itertools.permutations(nodes, 2))
 
 
@@ -87,20 +87,61 @@ def test_vxlan_nodes_lease_distinct_subnets_reach_each_other_and_keep_them(
     )
     assert len(underlay.lease_keys()) == 2
     assert nodes[0].pings(nodes[1])
+    assert "Lease renewed" in nodes[1].log.read_text()  # a 6 s TTL, renewed every 2 s
 
 
-def test_host_gw_routes_via_the_peers_public_ips(underlay: Underlay) -> None:
+def test_host_gw_routes_via_the_peers_public_ips_and_masquerades(underlay: Underlay) -> None:
     nodes = underlay.start(2)
     underlay.set_config(config("host-gw"))
     for node in nodes:
-        node.start()
+        node.start("-ip-masq")
     for node in nodes:
         node.wait_for_lease()
         assert node.env()["FLANNEL_MTU"] == "1500"
+        assert node.env()["FLANNEL_IPMASQ"] == "true"
+        assert 'DOCKER_OPT_IPMASQ="--ip-masq=false"' in node.docker_file.read_text()
         node.add_docker_bridge()
     wait_for("the docker bridges reaching each other via host-gw", lambda: all_reach(nodes))
     a, b = nodes
     assert f"{b.subnet} via {b.address} dev eth0" in a.routes()
+    rules = sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-t", "nat", "-S")
+    assert '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG' in rules
+    assert (
+        f'-A FLANNEL-POSTRTG -s {a.subnet} -d {NETWORK} -m comment --comment "flanneld masq" '
+        "-j RETURN"
+    ) in rules
+    assert (
+        f'-A FLANNEL-POSTRTG -s {NETWORK} ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" '
+        "-j MASQUERADE"
+    ) in rules
+    # a restart adds no second copy
+    a.stop()
+    a.start("-ip-masq")
+    wait_for("the restarted node to be ready", lambda: "waiting for peers" in _second_run(a))
+    again = sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-t", "nat", "-S")
+    assert again == rules
+
+
+def _second_run(node: Node) -> str:
+    return node.log.read_text().split("Exiting cleanly", 1)[-1]
+
+
+def test_a_node_whose_lease_is_deleted_exits_and_comes_back_on_the_same_subnet(
+    underlay: Underlay,
+) -> None:
+    (node,) = underlay.start(1)
+    underlay.set_config(config("vxlan"))
+    node.start()
+    subnet = node.wait_for_lease()
+    wait_for("the node to be ready", lambda: "waiting for peers" in node.log.read_text())
+    underlay.etcdctl("del", f"/coreos.com/network/subnets/{subnet.network_address}-24")
+    assert node.process is not None
+    assert node.process.wait(timeout=30) == 1
+    assert "Lease has been revoked" in node.log.read_text()
+    node.start()  # as systemd's Restart=always: the subnet file names the previous subnet
+    wait_for("the lease to come back", lambda: len(underlay.lease_keys()) == 1)
+    assert underlay.lease_keys() == [f"/coreos.com/network/subnets/{subnet.network_address}-24"]
+    assert node.subnet == subnet
 
 
 def test_udp_backend_carries_packets_through_flannel0(underlay: Underlay) -> None:

@@ -278,7 +278,7 @@ def _fail(exc: FlannelError | FleetError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
     )
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
