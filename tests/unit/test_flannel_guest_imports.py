@@ -48,3 +48,16 @@ def test_entry_point_exists() -> None:
     from provisioner.guest.flannel import flanneld
 
     assert callable(flanneld.main)
+
+
+def test_the_unit_reads_cloud_configs_options_and_notifies_readiness() -> None:
+    unit = (PACKAGE / "units" / "flanneld.service").read_text()
+    lines = {line.strip() for line in unit.splitlines()}
+    assert {
+        "Type=notify",
+        "EnvironmentFile=-/run/flannel/options.env",
+        "ExecStart=/usr/bin/flanneld",
+        "After=etcd.service etcd2.service network-online.target",
+        "Before=docker.service",
+        "Restart=always",
+    } <= lines

@@ -277,9 +277,7 @@ def _fail(exc: FlannelError | FleetError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
     except FlannelError as exc:
