@@ -82,12 +82,12 @@ class Node:
     def ip(self, *argv: str, check: bool = True) -> str:
         return sh("ip", "-n", self.netns, *argv, check=check)
 
-    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+    def start(self, *extra: str, iface: str = "eth0") -> subprocess.Popen[bytes]:
         argv = [
             "ip", "netns", "exec", self.netns, PYTHON, "-c",
             "import sys; from provisioner.guest.flannel.flanneld import main; sys.exit(main())",
             f"-etcd-endpoints={self.underlay.etcd.client_url}",
-            "-iface=eth0",
+            f"-iface={iface}",
             f"-subnet-file={self.subnet_file}",
             f"-docker-opts-file={self.docker_file}",
             f"-subnet-lease-ttl={self.underlay.lease_ttl}",

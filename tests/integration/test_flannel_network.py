@@ -148,7 +148,7 @@ def test_udp_backend_carries_packets_through_flannel0(underlay: Underlay) -> Non
     nodes = underlay.start(2)
     underlay.set_config(config("udp"))
     for node in nodes:
-        node.start()
+        node.start(iface=node.address)  # -iface by address, as the lab's cloud-config gives it
     for node in nodes:
         node.wait_for_lease()
         assert node.env()["FLANNEL_MTU"] == "1472"

@@ -61,3 +61,21 @@ def test_the_unit_reads_cloud_configs_options_and_notifies_readiness() -> None:
         "Before=docker.service",
         "Restart=always",
     } <= lines
+
+
+def test_readiness_reaches_systemds_notify_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from provisioner.guest.flannel.flanneld import sd_notify
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        sd_notify("READY=1")
+        assert listener.recv(64) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    sd_notify("READY=1")  # no socket: nothing to do, no error
