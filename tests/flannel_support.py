@@ -50,6 +50,12 @@ sys.exit(1)
 """
 
 
+def ping(netns: str, source: str, destination: str) -> bool:
+    """One ICMP echo from ``source`` to ``destination`` inside ``netns``, answered."""
+    argv = ["ip", "netns", "exec", netns, PYTHON, "-c", PING, source, destination]
+    return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+
+
 def sh(*argv: str, check: bool = True) -> str:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if check and done.returncode != 0:
@@ -126,22 +132,39 @@ class Node:
         )
         return self.subnet
 
+    def ready(self) -> bool:
+        """flanneld logged that it holds its lease and programmed the peers (this run)."""
+        return "waiting for peers" in self.log.read_text().split("Exiting cleanly")[-1]
+
     def add_docker_bridge(self) -> None:
         """What docker does with --bip: a bridge holding FLANNEL_SUBNET's address."""
         self.ip("link", "add", "docker0", "type", "bridge", check=False)
         self.ip("addr", "replace", self.env()["FLANNEL_SUBNET"], "dev", "docker0")
         self.ip("link", "set", "docker0", "up")
 
+    def add_container(self) -> str:
+        """A namespace behind docker0 with the subnet's second address, as a container;
+        the node forwards, with FORWARD's policy DROP as docker leaves it. Returns the
+        container's address."""
+        container = f"{self.netns}-c"
+        self.underlay.add_netns(container)
+        self.ip("link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", container)
+        self.ip("link", "set", "c0", "master", "docker0", "up")
+        address = ipaddress.IPv4Interface(
+            (int(self.subnet.network_address) + 2, self.subnet.prefixlen)
+        )
+        sh("ip", "-n", container, "addr", "add", str(address), "dev", "eth0")
+        sh("ip", "-n", container, "link", "set", "eth0", "up")
+        sh("ip", "-n", container, "route", "add", "default", "via", self.bridge_address())
+        sh("ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        sh("ip", "netns", "exec", self.netns, "iptables", "-w", "-P", "FORWARD", "DROP")
+        return str(address.ip)
+
     def bridge_address(self) -> str:
         return self.env()["FLANNEL_SUBNET"].split("/")[0]
 
     def pings(self, other: Node) -> bool:
-        argv = ["ip", "netns", "exec", self.netns, PYTHON, "-c", PING]
-        done = subprocess.run(
-            [*argv, self.bridge_address(), other.bridge_address()],
-            capture_output=True, timeout=30, check=False,
-        )  # fmt: skip
-        return done.returncode == 0
+        return ping(self.netns, self.bridge_address(), other.bridge_address())
 
     def routes(self) -> str:
         return self.ip("-4", "route", "show")
@@ -161,19 +184,19 @@ class Underlay:
             directory / "etcd", host=str(HUB_NET.network_address + 1), netns=self.hub
         )
 
-    def _netns(self, name: str) -> None:
+    def add_netns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
         sh("ip", "-n", name, "link", "set", "lo", "up")
 
     def start(self, count: int) -> list[Node]:
-        self._netns(self.hub)
+        self.add_netns(self.hub)
         sh("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.hub, "addr", "add", f"{HUB_NET.network_address + 1}/24", "dev", "br0")
         sh("ip", "-n", self.hub, "link", "set", "br0", "up")
         for index in range(count):
             node = Node(self, index)
-            self._netns(node.netns)
+            self.add_netns(node.netns)
             sh("ip", "-n", self.hub, "link", "add", f"v{index}", "type", "veth",
                "peer", "name", "eth0", "netns", node.netns)  # fmt: skip
             sh("ip", "-n", self.hub, "link", "set", f"v{index}", "master", "br0", "up")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flannel_support import Node, Underlay, can_run, sh, wait_for
+from tests.flannel_support import Node, Underlay, can_run, ping, sh, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -90,6 +90,24 @@ def test_vxlan_nodes_lease_distinct_subnets_reach_each_other_and_keep_them(
     assert "Lease renewed" in nodes[1].log.read_text()  # a 6 s TTL, renewed every 2 s
 
 
+def test_containers_behind_the_docker_bridges_reach_each_other_across_nodes(
+    underlay: Underlay,
+) -> None:
+    nodes = underlay.start(2)
+    underlay.set_config(config("vxlan"))
+    for node in nodes:
+        node.start()
+    containers = []
+    for node in nodes:
+        node.wait_for_lease()
+        wait_for("the node to be ready", node.ready)
+        node.add_docker_bridge()
+        containers.append((f"{node.netns}-c", node.add_container()))
+    (a_ns, a_ip), (b_ns, b_ip) = containers
+    wait_for("container a reaching container b", lambda: ping(a_ns, a_ip, b_ip))
+    assert ping(b_ns, b_ip, a_ip)
+
+
 def test_host_gw_routes_via_the_peers_public_ips_and_masquerades(underlay: Underlay) -> None:
     nodes = underlay.start(2)
     underlay.set_config(config("host-gw"))
@@ -105,6 +123,14 @@ def test_host_gw_routes_via_the_peers_public_ips_and_masquerades(underlay: Under
     a, b = nodes
     assert f"{b.subnet} via {b.address} dev eth0" in a.routes()
     rules = sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-t", "nat", "-S")
+    forward = sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-S")
+    assert '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD' in forward
+    assert (
+        f'-A FLANNEL-FWD -s {NETWORK} -m comment --comment "flanneld forward" -j ACCEPT'
+    ) in forward
+    assert (
+        f'-A FLANNEL-FWD -d {NETWORK} -m comment --comment "flanneld forward" -j ACCEPT'
+    ) in forward
     assert '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG' in rules
     assert (
         f'-A FLANNEL-POSTRTG -s {a.subnet} -d {NETWORK} -m comment --comment "flanneld masq" '
@@ -117,13 +143,9 @@ def test_host_gw_routes_via_the_peers_public_ips_and_masquerades(underlay: Under
     # a restart adds no second copy
     a.stop()
     a.start("-ip-masq")
-    wait_for("the restarted node to be ready", lambda: "waiting for peers" in _second_run(a))
-    again = sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-t", "nat", "-S")
-    assert again == rules
-
-
-def _second_run(node: Node) -> str:
-    return node.log.read_text().split("Exiting cleanly", 1)[-1]
+    wait_for("the restarted node to be ready", a.ready)
+    assert sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-t", "nat", "-S") == rules
+    assert sh("ip", "netns", "exec", a.netns, "iptables", "-w", "-S") == forward
 
 
 def test_a_node_whose_lease_is_deleted_exits_and_comes_back_on_the_same_subnet(
@@ -133,7 +155,7 @@ def test_a_node_whose_lease_is_deleted_exits_and_comes_back_on_the_same_subnet(
     underlay.set_config(config("vxlan"))
     node.start()
     subnet = node.wait_for_lease()
-    wait_for("the node to be ready", lambda: "waiting for peers" in node.log.read_text())
+    wait_for("the node to be ready", node.ready)
     underlay.etcdctl("del", f"/coreos.com/network/subnets/{subnet.network_address}-24")
     assert node.process is not None
     assert node.process.wait(timeout=30) == 1

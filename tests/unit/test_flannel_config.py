@@ -112,6 +112,8 @@ def test_option_defaults_are_flannels() -> None:
     assert options.renew_margin == 60
     assert options.lease_ttl == 24 * 3600
     assert options.ip_masq is False
+    assert options.iptables_forward_rules is True
+    assert parse_options(["-iptables-forward-rules=false"], {}).iptables_forward_rules is False
 
 
 def test_options_from_flags_in_either_dash_style() -> None:

@@ -40,7 +40,7 @@ def test_the_daemon_does_not_load_what_only_udp_or_ip_masq_need() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
     assert "provisioner.guest.flannel.udp" not in loaded
-    assert "provisioner.guest.flannel.ipmasq" not in loaded
+    assert "provisioner.guest.flannel.firewall" not in loaded
     assert not [m for m in loaded if m.startswith("provisioner.") and ".guest" not in m]
 
 

@@ -156,3 +156,25 @@ def test_udp_sends_each_packet_to_the_peer_holding_its_destination() -> None:
     assert destination(header + bytes([10, 1, 3, 7]), table, mask) == "172.17.8.102"
     assert destination(header + bytes([10, 1, 19, 7]), table, mask) is None
     assert destination(b"\x60" + bytes(39), table, mask) is None  # IPv6
+
+
+def test_iptables_rules_are_flannels() -> None:
+    from provisioner.guest.flannel.firewall import forward_rules, masq_rules
+
+    comment = ["-m", "comment", "--comment", "flanneld forward"]
+    assert forward_rules(NETWORK) == [
+        ("filter", "FORWARD", [*comment, "-j", "FLANNEL-FWD"]),
+        ("filter", "FLANNEL-FWD", ["-s", "10.1.0.0/16", *comment, "-j", "ACCEPT"]),
+        ("filter", "FLANNEL-FWD", ["-d", "10.1.0.0/16", *comment, "-j", "ACCEPT"]),
+    ]
+    masq = [" ".join([table, chain, *spec]) for table, chain, spec in masq_rules(NETWORK, OWN)]
+    tail = "-m comment --comment flanneld masq"
+    assert masq == [
+        f"nat POSTROUTING {tail} -j FLANNEL-POSTRTG",
+        f"nat FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {tail} -j RETURN",
+        f"nat FLANNEL-POSTRTG -s 10.1.19.0/24 -d 10.1.0.0/16 {tail} -j RETURN",
+        f"nat FLANNEL-POSTRTG -s 10.1.0.0/16 -d 10.1.19.0/24 {tail} -j RETURN",
+        f"nat FLANNEL-POSTRTG ! -s 10.1.0.0/16 -d 10.1.19.0/24 {tail} -j RETURN",
+        f"nat FLANNEL-POSTRTG -s 10.1.0.0/16 ! -d 224.0.0.0/4 {tail} -j MASQUERADE",
+        f"nat FLANNEL-POSTRTG ! -s 10.1.0.0/16 -d 10.1.0.0/16 {tail} -j MASQUERADE",
+    ]

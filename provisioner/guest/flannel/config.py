@@ -170,6 +170,7 @@ class Options:
     ifaces: tuple[str, ...] = ()
     public_ip: str = ""
     ip_masq: bool = False
+    iptables_forward_rules: bool = True
     subnet_file: str = "/run/flannel/subnet.env"
     renew_margin: int = 60  # minutes, as flannel's --subnet-lease-renew-margin
     lease_ttl: int = SUBNET_TTL  # seconds; hidden, for tests
@@ -190,6 +191,12 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("iface", "ifaces", "ifaces", "interface to use (IP or name) for inter-host communication"),
     ("public-ip", "public_ip", "str", "IP accessible by other nodes for inter-host communication"),
     ("ip-masq", "ip_masq", "bool", "setup IP masquerade rule for traffic destined outside"),
+    (
+        "iptables-forward-rules",
+        "iptables_forward_rules",
+        "bool",
+        "add default accept rules to FORWARD chain in iptables",
+    ),
     ("subnet-file", "subnet_file", "str", "filename where env variables will be written to"),
     ("subnet-lease-renew-margin", "renew_margin", "int", "subnet lease renewal margin, minutes"),
     ("subnet-lease-ttl", "lease_ttl", "int", argparse.SUPPRESS),

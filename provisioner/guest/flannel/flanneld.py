@@ -161,14 +161,33 @@ class Flanneld:
 
     def _take(self, config: NetworkConfig, backend: Backend, held: HeldLease) -> None:
         backend.configure(held.subnet)
-        if self.options.ip_masq:
-            from provisioner.guest.flannel import ipmasq
-
-            ipmasq.ensure(config.network, held.subnet)
+        self._ensure_rules(config, held)
         env = subnet_env(config, held.subnet, backend.mtu, self.options.ip_masq)
         write_atomically(self.options.subnet_file, env)
         if self.options.docker_opts_file:
             write_atomically(self.options.docker_opts_file, docker_opts(env))
+
+    def _ensure_rules(self, config: NetworkConfig, held: HeldLease) -> None:
+        """flannel's FORWARD accept rules and --ip-masq rules, if asked for (again)."""
+        if not (self.options.iptables_forward_rules or self.options.ip_masq):
+            return
+        from provisioner.guest.flannel import firewall  # only when there are rules to add
+
+        rules = []
+        if self.options.iptables_forward_rules:
+            rules += firewall.forward_rules(config.network)
+        if self.options.ip_masq:
+            rules += firewall.masq_rules(config.network, held.subnet)
+        added = firewall.ensure(rules)
+        if added:
+            log.info("%d iptables rule(s) added", added)
+
+    def _recheck_rules(self, config: NetworkConfig, held: HeldLease) -> None:
+        """Put back rules someone flushed; a failure here is logged, not fatal."""
+        try:
+            self._ensure_rules(config, held)
+        except FlannelError as exc:
+            log.warning("could not check the iptables rules: %s", exc)
 
     def _serve(
         self,
@@ -200,13 +219,16 @@ class Flanneld:
                 held = self._renew(config, backend, held, public_ip, data)
                 renew_at = time.monotonic() + renew_delay(held.ttl, self.options.renew_margin)
                 changed = True
-            if changed or time.monotonic() >= next_sync:
+            periodic = time.monotonic() >= next_sync
+            if changed or periodic:
                 try:
                     self._sync(backend, held)
                 except EtcdError as exc:
                     log.warning("could not read the leases: %s", exc)
                     self.events.put(None)
                     self._sleep(RETRY)
+                if periodic:
+                    self._recheck_rules(config, held)
                 next_sync = time.monotonic() + RESYNC
 
     def _drain(self) -> None:
