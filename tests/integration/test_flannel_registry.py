@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,7 @@ from provisioner.guest.flannel.errors import LeaseError
 from provisioner.guest.flannel.registry import HeldLease, SubnetRegistry
 from provisioner.guest.fleet.etcd import EtcdClient
 from tests.etcd_support import EtcdMember
+from tests.flannel_support import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +83,29 @@ def test_a_node_gets_its_own_lease_back_and_a_dead_nodes_lease_expires(
     assert [lease.public_ip for lease in reg.snapshot().leases] == ["192.0.2.2"]
     assert not reg.renew(first)
     assert not reg.renew(again)
+
+
+def test_flanneld_waits_for_the_config_and_stops_at_once_on_sigterm(
+    etcd: EtcdMember, tmp_path: Path
+) -> None:
+    log = tmp_path / "flanneld.log"
+    argv = [
+        "/usr/bin/python3",
+        "-c",
+        "import sys; from provisioner.guest.flannel.flanneld import main; sys.exit(main())",
+        f"-etcd-endpoints={etcd.client_url}",
+        f"-subnet-file={tmp_path / 'subnet.env'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for("flanneld to wait for its config", lambda: "waiting for it" in log.read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "/coreos.com/network/config not found" in log.read_text()
+    assert not (tmp_path / "subnet.env").exists()

@@ -3,8 +3,9 @@
 Order of work, as flannel's main.go: read and check the network config (waiting for
 etcd and for the key; a config it cannot use ends the process with exit 1 before
 anything is touched), find the external interface, prepare the backend's device,
-acquire the lease, give the device its address, add the --ip-masq rules, write the
-subnet file and docker's options, program every peer, tell systemd it is ready
+acquire the lease, give the device its address, add the iptables rules (FORWARD
+accept, --ip-masq), write the subnet file and docker's options, program every peer,
+tell systemd it is ready
 (``READY=1`` on ``$NOTIFY_SOCKET``), then follow the leases through an etcd watch and
 renew the lease ``-subnet-lease-renew-margin`` minutes before it expires. A lease
 that disappears (revoked, deleted) ends the process with exit 1, as flannel does;
