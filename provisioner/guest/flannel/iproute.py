@@ -25,7 +25,6 @@ from provisioner.guest.flannel.plan import (
 log = logging.getLogger(__name__)
 
 TIMEOUT = 30.0
-PERMANENT = ("nud", "permanent")
 
 
 def run(argv: list[str], *, check: bool = True) -> str:
