@@ -27,12 +27,16 @@ TUNING = ("--heartbeat-interval=50", "--election-timeout=500")
 class EtcdMember:
     """One etcd process; ``start`` it with the flags that say how it finds its cluster."""
 
-    def __init__(self, directory: Path, name: str = "default") -> None:
+    def __init__(
+        self, directory: Path, name: str = "default", *, host: str = "127.0.0.1", netns: str = ""
+    ) -> None:
+        """``netns``: run inside that network namespace, listening on ``host`` there."""
         self.name = name
         self.directory = directory
+        self.netns = netns
         client_port, peer_port = free_ports(2)
-        self.client_url = f"http://127.0.0.1:{client_port}"
-        self.peer_url = f"http://127.0.0.1:{peer_port}"
+        self.client_url = f"http://{host}:{client_port}"
+        self.peer_url = f"http://{host}:{peer_port}"
         self.log = directory / "etcd.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -46,6 +50,7 @@ class EtcdMember:
         """Start etcd with the loopback URLs, :data:`TUNING` and ``flags``; does not wait."""
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = [
+            *(("ip", "netns", "exec", self.netns) if self.netns else ()),
             str(ETCD),
             f"--name={self.name}",
             f"--data-dir={self.directory / 'data'}",
@@ -67,6 +72,15 @@ class EtcdMember:
         )
 
     def healthy(self) -> bool:
+        if self.netns:
+            probe = [str(ETCDCTL), f"--endpoints={self.client_url}", "endpoint", "health"]
+            done = subprocess.run(
+                ["ip", "netns", "exec", self.netns, *probe],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+            return done.returncode == 0
         try:
             with urllib.request.urlopen(self.client_url + "/health", timeout=1) as response:
                 return bool(json.loads(response.read()).get("health") == "true")

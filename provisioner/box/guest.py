@@ -4,7 +4,9 @@ Generic over what exists: the package is copied as it is, a wrapper is made
 for each configured command whose module exists (others are reported and
 skipped), every unit file under ``provisioner/guest/*/units/`` is
 installed; those with an ``[Install]`` section are enabled, except the ones the
-recipe leaves to cloud-config (``guest.leave_disabled``); and every udev rule
+recipe leaves to cloud-config (``guest.leave_disabled``); every drop-in
+``*/units/<unit>.d/*.conf`` goes beside the units (e.g. flannel's
+docker.service.d/40-flannel.conf); and every udev rule
 under ``provisioner/guest/*/udev/`` goes to ``UDEV_RULES_DIR``.
 """
 
@@ -59,6 +61,7 @@ class GuestPlan:
     missing_commands: tuple[tuple[str, str], ...]
     units: tuple[UnitFile, ...]
     udev_rules: tuple[Path, ...] = ()
+    drop_ins: tuple[tuple[str, Path], ...] = ()  # ("docker.service.d/40-x.conf", source)
 
 
 def has_install_section(text: str) -> bool:
@@ -110,7 +113,12 @@ def plan(source: Path, install: GuestInstall) -> GuestPlan:
             enable = can_enable(path.name, text) and path.name not in install.leave_disabled
             units.append(UnitFile(path.name, path, enable))
     rules = tuple(path for path in sorted(source.glob("*/udev/*.rules")) if path.is_file())
-    return GuestPlan(tuple(commands), tuple(missing), tuple(units), rules)
+    drop_ins = tuple(
+        (f"{path.parent.name}/{path.name}", path)
+        for path in sorted(source.glob("*/units/*.d/*.conf"))
+        if path.is_file() and path.parent.name[: -len(".d")].endswith(UNIT_SUFFIXES)
+    )
+    return GuestPlan(tuple(commands), tuple(missing), tuple(units), rules, drop_ins)
 
 
 def wrapper_script(command: str, target: str) -> str:
@@ -146,6 +154,8 @@ def install(
         log.warning(f"no /usr/bin/{command}: {target.partition(':')[0]} is not in {src}")
     for unit in decided.units:
         write_file(root, f"{settings.unit_dir}/{unit.name}", unit.source.read_bytes())
+    for name, path in decided.drop_ins:
+        write_file(root, f"{settings.unit_dir}/{name}", path.read_bytes())
     for rule in decided.udev_rules:
         write_file(root, f"{UDEV_RULES_DIR}/{rule.name}", rule.read_bytes())
     enabled = [unit.name for unit in decided.units if unit.enable]

@@ -103,6 +103,26 @@ def test_shipped_guest_units_are_found() -> None:
     assert sorted(u.name for u in plan.units) == shipped
 
 
+def test_drop_ins_are_planned_beside_the_units(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "guest")
+    folder = source / "fleet" / "units" / "docker.service.d"
+    folder.mkdir()
+    (folder / "40-x.conf").write_text("[Unit]\nAfter=fleet.service\n")
+    (folder / "notes.txt").write_text("not a drop-in\n")
+    plan = guest.plan(source, GuestInstall())
+    assert plan.drop_ins == (("docker.service.d/40-x.conf", folder / "40-x.conf"),)
+    assert "docker.service.d" not in {u.name for u in plan.units}
+
+
+def test_the_shipped_docker_drop_in_orders_docker_after_flanneld() -> None:
+    plan = guest.plan(guest.guest_source(), GuestInstall())
+    drop_ins = dict(plan.drop_ins)
+    text = drop_ins["docker.service.d/40-flannel.conf"].read_text()
+    assert "After=flanneld.service" in text
+    assert "EnvironmentFile=-/run/flannel/flannel_docker_opts.env" in text
+    assert "$DOCKER_OPT_BIP $DOCKER_OPT_MTU $DOCKER_OPT_IPMASQ" in text
+
+
 def test_udev_rules_are_planned_and_installed(tmp_path: Path) -> None:
     source = make_source(tmp_path / "guest")
     (source / "cloudinit" / "udev").mkdir()

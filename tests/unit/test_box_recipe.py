@@ -62,6 +62,7 @@ def test_default_recipe_parses_with_the_required_guest_pieces() -> None:
         "lab-configdrive-keys": "provisioner.guest.cloudinit.sshkeys:main",
         "fleetd": "provisioner.guest.fleet.fleetd:main",
         "fleetctl": "provisioner.guest.fleet.fleetctl:main",
+        "flanneld": "provisioner.guest.flannel.flanneld:main",
     }
     assert recipe.overlay_dir is not None
     assert (recipe.overlay_dir / "usr/lib/systemd/system/etcd2.service").is_file()
