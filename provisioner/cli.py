@@ -344,6 +344,12 @@ def up(
     console.print(
         summary_table(("node", "address", "role", "machine-id", "systemd", "failed units"), rows)
     )
+    if lab.flannel.enabled:
+        overlay = lab.flannel
+        console.print(
+            f"overlay: flannel {overlay.backend} on {overlay.network}, a subnet per node"
+            " for its containers (`lab status` lists them)"
+        )
     if result.phase_seconds:
         timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.phase_seconds.items())
         console.print(f"accel {result.accel}; {timing}")
@@ -376,9 +382,11 @@ def status(ctx: Context, as_json: bool) -> None:
         meta = ",".join(f"{k}={v}" for k, v in sorted(s.metadata.items())) or "-"
         rows.append(
             [s.name, s.state, s.ip, s.role, etcd, (s.machine_id or "-")[:12], meta,
-             ", ".join(s.failed_units) or "-"]
+             s.flannel_subnet or "-", ", ".join(s.failed_units) or "-"]
         )  # fmt: skip
-    headers = ("node", "state", "address", "role", "etcd", "machine-id", "metadata", "failed")
+    headers = (
+        "node", "state", "address", "role", "etcd", "machine-id", "metadata", "subnet", "failed"
+    )  # fmt: skip
     Console().print(summary_table(headers, rows))
 
 

@@ -34,6 +34,7 @@ FIRST_HOST = 101  # nodes sit at .101 upward, as in coreos-vagrant
 DISCOVERY_MODES = ("local", "public", "static")
 ROLES = ("member", "worker")
 UPDATE_CHANNELS = ("stable", "beta", "alpha")
+FLANNEL_BACKENDS = ("vxlan", "host-gw", "udp")  # what the box's flanneld carries
 
 Role = Literal["member", "worker"]
 
@@ -43,9 +44,9 @@ _META_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass(frozen=True)
 class FlannelConfig:
-    """``coreos.flannel``: the overlay network written to etcd at first boot."""
+    """``coreos.flannel``: the overlay network written to etcd at first boot, and flanneld."""
 
-    enabled: bool = False
+    enabled: bool = True
     network: str = "10.1.0.0/16"
     backend: str = "vxlan"
 
@@ -400,13 +401,7 @@ def build_config(
     if not re.match(r"^\d+(ms|s|m)$", merged["agent_ttl"]):
         raise loader.fail("agent_ttl", f"invalid duration {merged['agent_ttl']!r}", "e.g. 30s")
 
-    flannel_raw = merged.get("flannel") or {}
-    loader.check_keys(flannel_raw, _FLANNEL_KEYS, "flannel.")
-    flannel = FlannelConfig(**flannel_raw)
-    try:
-        ipaddress.IPv4Network(flannel.network)
-    except ValueError as exc:
-        raise loader.fail("flannel.network", str(exc)) from exc
+    flannel = _flannel(loader, merged.get("flannel") or {}, subnet)
 
     common_fragments = loader.paths("cloud_config", merged.get("cloud_config") or [], base)
     default_meta = loader.metadata("metadata", merged.get("metadata") or {})
@@ -433,6 +428,36 @@ def build_config(
         libvirt_uri=_libvirt_uri(loader, merged.get("libvirt_uri")),
         source=source,
     )
+
+
+def _flannel(
+    loader: _Loader, flannel_raw: Mapping[str, Any], subnet: ipaddress.IPv4Network
+) -> FlannelConfig:
+    """lab.yaml's ``flannel``: a private network with room for a subnet per node, away
+    from the lab network, and a backend the box's flanneld carries."""
+    loader.check_keys(flannel_raw, _FLANNEL_KEYS, "flannel.")
+    flannel = FlannelConfig(**flannel_raw)
+    try:
+        overlay = ipaddress.IPv4Network(flannel.network)
+    except ValueError as exc:
+        raise loader.fail("flannel.network", str(exc), "e.g. 10.1.0.0/16") from exc
+    if overlay.prefixlen > 28:
+        raise loader.fail(
+            "flannel.network", f"{overlay} is too small for a subnet per node", "e.g. 10.1.0.0/16"
+        )
+    if overlay.overlaps(subnet):
+        raise loader.fail(
+            "flannel.network",
+            f"{overlay} overlaps the lab network {subnet}",
+            "pick another private range, e.g. 10.1.0.0/16",
+        )
+    if flannel.backend not in FLANNEL_BACKENDS:
+        raise loader.fail(
+            "flannel.backend",
+            f"unknown backend {flannel.backend!r}",
+            f"one of: {', '.join(FLANNEL_BACKENDS)}",
+        )
+    return flannel
 
 
 def _libvirt_uri(loader: _Loader, value: str | None) -> str:

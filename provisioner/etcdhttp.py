@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from provisioner.errors import RemoteError
-from provisioner.parsers import parse_etcd_health, started_member_names
+from provisioner.parsers import (
+    FLANNEL_SUBNETS,
+    FlannelLease,
+    flannel_leases,
+    parse_etcd_health,
+    started_member_names,
+)
 
 # fleetd's registry: its default etcd_key_prefix, which the lab keeps, and the key
 # each live fleetd keeps under a lease (the guest's fleet/registry.py, specs/fleet.md).
@@ -106,6 +112,12 @@ class EtcdHttp:
 
     def put(self, key: str, value: str) -> None:
         self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)}, retry=True)
+
+    def flannel_leases(self) -> tuple[FlannelLease, ...]:
+        """flanneld's subnet leases, one per node that holds one."""
+        end = FLANNEL_SUBNETS[:-1] + chr(ord(FLANNEL_SUBNETS[-1]) + 1)
+        body = {"key": _b64(FLANNEL_SUBNETS), "range_end": _b64(end)}
+        return flannel_leases(self.call("/v3/kv/range", body, retry=True))
 
     def started_members(self) -> tuple[str, ...]:
         """Names of the members that have started, sorted (see :func:`started_member_names`)."""

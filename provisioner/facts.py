@@ -21,17 +21,21 @@ from typing import Generic, TypeVar
 
 from provisioner.errors import RemoteError
 from provisioner.parsers import (
+    FLANNEL_SUBNETS,
     EndpointHealth,
     EndpointStatus,
     EtcdMember,
     FailedUnit,
+    FlannelLease,
     FleetMachine,
     SystemState,
     parse_endpoint_health,
     parse_endpoint_status,
+    parse_flannel_leases,
     parse_is_system_running,
     parse_list_machines,
     parse_member_list,
+    parse_subnet_env,
     parse_systemctl_failed,
 )
 from provisioner.remote.runner import CommandResult, Runner, describe_failure
@@ -181,3 +185,36 @@ FLEET_MACHINES: Fact[tuple[FleetMachine, ...]] = Fact(
     ("fleetctl", "list-machines", "--full", "--no-legend"),
     _stdout(parse_list_machines),
 )
+
+
+# --- flannel -------------------------------------------------------------------------------
+
+
+def flannel_leases(endpoints: Sequence[str] = ()) -> Fact[tuple[FlannelLease, ...]]:
+    """flanneld's subnet leases in etcd, one per node that holds one."""
+    return Fact(
+        "flannel leases",
+        etcdctl(endpoints, "get", "--prefix", FLANNEL_SUBNETS, "-w", "json"),
+        _stdout(parse_flannel_leases),
+    )
+
+
+FLANNEL_SUBNET_ENV: Fact[dict[str, str]] = Fact(
+    "flannel's subnet.env", ("cat", "/run/flannel/subnet.env"), _stdout(parse_subnet_env)
+)
+
+
+def link_exists(device: str) -> Fact[bool]:
+    return Fact(f"link {device}", ("ip", "link", "show", device), lambda r: r.rc == 0, ANY_EXIT)
+
+
+def ping(source: str, target: str) -> Fact[bool]:
+    """One ICMP echo from the address ``source`` to ``target`` answered within 3 s
+    (busybox's ping: the box has no iputils)."""
+    argv = ("busybox", "ping", "-c", "1", "-W", "3", "-I", source, target)
+    return Fact(f"ping {target} from {source}", argv, lambda r: r.rc == 0, ANY_EXIT)
+
+
+def route_via(subnet: str) -> Fact[str]:
+    """The route the node has for ``subnet`` (``ip route show exact``; empty if none)."""
+    return Fact(f"route to {subnet}", ("ip", "route", "show", "exact", subnet), _text)

@@ -36,6 +36,7 @@ class NodeStatus:
     etcd_leader: bool
     fleet_listed: bool
     failed_units: list[str] = field(default_factory=list)
+    flannel_subnet: str | None = None  # the node's overlay lease; None if it holds none
 
 
 @contextlib.contextmanager
@@ -77,6 +78,7 @@ def status(config: LabConfig) -> list[NodeStatus]:
     etcd_health: dict[str, bool] = {}
     leader_ip: str | None = None
     machines: dict[str, dict[str, str]] = {}
+    subnets: dict[str, str] = {}
     if running:
         with runners(config, [n.name for n in running]) as made:
             failed_units = facts.FAILED_UNITS
@@ -90,6 +92,8 @@ def status(config: LabConfig) -> list[NodeStatus]:
                 listed = probe.run(fleet.argv, timeout=fleet.timeout)
                 if listed.succeeded:
                     machines = {m.machine_id: m.metadata for m in fleet.parse(listed)}
+                if config.flannel.enabled:
+                    subnets = _flannel_subnets(config, probe)
     result = []
     for node in config.nodes:
         machine_id = state.machine_ids.get(node.name)
@@ -107,9 +111,19 @@ def status(config: LabConfig) -> list[NodeStatus]:
                 etcd_leader=leader_ip == node.ip,
                 fleet_listed=(machine_id or "") in machines,
                 failed_units=failed,
+                flannel_subnet=subnets.get(node.ip),
             )
         )
     return result
+
+
+def _flannel_subnets(config: LabConfig, probe: SSHRunner) -> dict[str, str]:
+    """Node address -> its overlay subnet, as flanneld leased them (empty if unreadable)."""
+    leases = facts.flannel_leases(member_endpoints(config))
+    listed = probe.run(leases.argv, timeout=leases.timeout)
+    with contextlib.suppress(LabError):
+        return {lease.public_ip: lease.subnet for lease in leases.read(probe.name, listed)}
+    return {}
 
 
 def _failed_units(node: str, outcome: Outcome | None) -> list[str]:

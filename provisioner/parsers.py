@@ -548,3 +548,60 @@ def parse_is_system_running(stdout: str) -> SystemState:
         return SystemState(words[0])
     except ValueError:
         raise _bad_output(IS_SYSTEM_RUNNING, f"unknown state {words[0]!r}") from None
+
+
+# --- flannel ----------------------------------------------------------------
+
+FLANNEL_SUBNETS = "/coreos.com/network/subnets/"  # flanneld's leases, one key per node
+
+
+@dataclass(frozen=True)
+class FlannelLease:
+    """One node's subnet lease: ``<prefix>/subnets/10.1.19.0-24`` -> LeaseAttrs JSON."""
+
+    subnet: str  # "10.1.19.0/24"
+    public_ip: str  # the node's address on the lab network
+    backend: str  # "vxlan", "host-gw", "udp"
+
+
+def flannel_leases(answer: Any, command: str = "etcd range") -> tuple[FlannelLease, ...]:
+    """The leases in an etcd v3 range answer (``etcdctl get --prefix -w json`` prints the
+    same object as the JSON gateway): base64 keys and values, flannel's LeaseAttrs."""
+    import base64
+
+    kvs = _dict_field(command, answer, "kvs", list, [])
+    leases = []
+    for kv in kvs:
+        try:
+            key = base64.b64decode(_dict_field(command, kv, "key", str)).decode()
+            attrs = json.loads(base64.b64decode(_dict_field(command, kv, "value", str, "")))
+        except ValueError as exc:
+            raise _bad_output(command, f"a lease that is not base64 JSON ({exc})") from exc
+        name = key.rsplit("/", 1)[-1]
+        if not re.fullmatch(r"\d+\.\d+\.\d+\.\d+-\d+", name):
+            raise _bad_output(command, f"a lease key that is not <ip>-<len>: {key!r}")
+        leases.append(
+            FlannelLease(
+                subnet=name.replace("-", "/"),
+                public_ip=str(_dict_field(command, attrs, "PublicIP", str)),
+                backend=str(_dict_field(command, attrs, "BackendType", str, "udp")),
+            )
+        )
+    return tuple(sorted(leases, key=lambda lease: lease.public_ip))
+
+
+def parse_flannel_leases(stdout: str) -> tuple[FlannelLease, ...]:
+    command = f"etcdctl get --prefix {FLANNEL_SUBNETS} -w json"
+    return flannel_leases(_load_json(command, stdout), command)
+
+
+def parse_subnet_env(text: str) -> dict[str, str]:
+    """``/run/flannel/subnet.env``: ``KEY=value`` lines (``FLANNEL_SUBNET=10.1.19.1/24``)."""
+    found = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise _bad_output("cat /run/flannel/subnet.env", "a line without =", line)
+            found[key.strip()] = value.strip()
+    return found

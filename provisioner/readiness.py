@@ -17,6 +17,7 @@ from provisioner import facts
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError, RemoteError, WaitTimeout
 from provisioner.etcdhttp import EtcdHttp, member_health
+from provisioner.parsers import FlannelLease
 from provisioner.remote.runner import Runner
 
 POLL = 2.0
@@ -193,6 +194,29 @@ class HostView:
             raise NodeError(
                 "fleet", f"not registered yet (seen from the host): {', '.join(missing)}"
             )
+
+    def flannel_leases(self) -> tuple[FlannelLease, ...] | None:
+        """flanneld's leases read from the host; None when the host cannot read etcd."""
+        if not self.reachable:
+            return None
+        try:
+            return self.etcd.flannel_leases()
+        except RemoteError:
+            return None
+
+
+def flannel_ready(config: LabConfig, runner: Runner, host: HostView | None = None) -> str:
+    """A summary once every node holds a lease of the overlay (read from the host when
+    it can, else with etcdctl on ``runner``); NodeError naming the nodes without one."""
+    leases = host.flannel_leases() if host is not None else None
+    if leases is None:
+        leases = facts.flannel_leases(member_endpoints(config)).run(runner)
+    held = {lease.public_ip for lease in leases}
+    missing = [node.name for node in config.nodes if node.ip not in held]
+    if missing:
+        raise NodeError("flannel", f"no subnet lease yet: {', '.join(missing)}")
+    overlay = config.flannel
+    return f"{overlay.backend} {overlay.network}, {len(config.nodes)} subnets leased"
 
 
 def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:

@@ -7,6 +7,7 @@ its path from the pytest option ``--lab-expectations``. Format (version 1)::
       "format": 1,
       "lab": "demo-1a2b3c",
       "etcd": {"members": 3},
+      "flannel": {"network": "10.1.0.0/16", "backend": "vxlan"},   # or null when off
       "nodes": [
         {
           "name": "core-01",                      # the node's Host alias in the ssh_config
@@ -57,12 +58,21 @@ class NodeExpectation:
 
 
 @dataclass(frozen=True)
+class FlannelExpectation:
+    """The overlay: a subnet of ``network`` per node, carried by ``backend``."""
+
+    network: str
+    backend: str
+
+
+@dataclass(frozen=True)
 class Expectations:
     """What the whole lab should look like."""
 
     lab: str
     etcd_members: int
     nodes: tuple[NodeExpectation, ...]
+    flannel: FlannelExpectation | None = None
 
     def node(self, name: str) -> NodeExpectation:
         for node in self.nodes:
@@ -102,7 +112,14 @@ def expectations_for_lab(config: LabConfig) -> Expectations:
                 units=(MEMBER_UNITS if node.is_member else ()) + COMMON_UNITS + extra_units,
             )
         )
-    return Expectations(lab=config.name, etcd_members=len(config.members), nodes=tuple(nodes))
+    flannel = (
+        FlannelExpectation(config.flannel.network, config.flannel.backend)
+        if config.flannel.enabled
+        else None
+    )
+    return Expectations(
+        lab=config.name, etcd_members=len(config.members), nodes=tuple(nodes), flannel=flannel
+    )
 
 
 def render_expectations(expectations: Expectations) -> str:
@@ -111,6 +128,11 @@ def render_expectations(expectations: Expectations) -> str:
         "format": FORMAT,
         "lab": expectations.lab,
         "etcd": {"members": expectations.etcd_members},
+        "flannel": (
+            {"network": expectations.flannel.network, "backend": expectations.flannel.backend}
+            if expectations.flannel
+            else None
+        ),
         "nodes": [
             {
                 "name": node.name,
@@ -128,8 +150,9 @@ def render_expectations(expectations: Expectations) -> str:
 
 # --- reading ------------------------------------------------------------------
 
-_TOP_KEYS = ("format", "lab", "etcd", "nodes")
+_TOP_KEYS = ("format", "lab", "etcd", "flannel", "nodes")
 _ETCD_KEYS = ("members",)
+_FLANNEL_KEYS = ("network", "backend")
 _NODE_KEYS = ("name", "ip", "role", "metadata", "etcd_endpoints", "units")
 
 
@@ -213,10 +236,18 @@ def parse_expectations(text: str, source: str = "<expectations>") -> Expectation
         if node.name in seen:
             raise reader.fail(f"nodes[{i}].name", f"node {node.name!r} is listed twice")
         seen.add(node.name)
+    flannel = None
+    if raw["flannel"] is not None:
+        overlay = reader.mapping("flannel", raw["flannel"], _FLANNEL_KEYS)
+        flannel = FlannelExpectation(
+            network=reader.string("flannel.network", overlay["network"]),
+            backend=reader.string("flannel.backend", overlay["backend"]),
+        )
     return Expectations(
         lab=reader.string("lab", raw["lab"]),
         etcd_members=reader.count("etcd.members", etcd["members"]),
         nodes=nodes,
+        flannel=flannel,
     )
 
 

@@ -31,7 +31,7 @@ from provisioner.remote.sshconfig import HostSpec, ssh_options
 log = logging.getLogger(__name__)
 
 CHECKS_DIR = Path(__file__).resolve().parent
-CHECK_MODULES = ("etcd", "fleet", "system")
+CHECK_MODULES = ("etcd", "fleet", "flannel", "system")
 PLUGIN = "provisioner.checks.plugin"
 HOST_KEY_ERROR = f"{HostKeyError.__module__}.{HostKeyError.__qualname__}"
 _OUTPUT_TAIL_LINES = 40
@@ -291,7 +291,7 @@ def run_verify(
 ) -> VerifyResult:
     """Run the checks against ``hosts`` and return every outcome.
 
-    ``only`` picks shipped check groups (``etcd``, ``fleet``, ``system``; default
+    ``only`` picks shipped check groups (``etcd``, ``fleet``, ``flannel``, ``system``; default
     all); ``extra_paths`` adds the user's own testinfra files or directories, which
     get the same ``host``, ``lab_node`` and ``lab_expectations`` fixtures. The
     whole run has ``timeout`` seconds; each remote command ``command_timeout``

@@ -6,6 +6,7 @@ parse it (:mod:`provisioner.parsers`) and assert that these lists are empty.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from provisioner.parsers import (
     EndpointStatus,
     EtcdMember,
     FailedUnit,
+    FlannelLease,
     FleetMachine,
     SystemState,
 )
@@ -216,3 +218,57 @@ def system_state_problems(state: SystemState, failed: Sequence[FailedUnit]) -> l
         return []
     detail = f"; failed units: {', '.join(u.unit for u in failed)}" if failed else ""
     return [f"systemd reports the system {state.value}, not running{detail}"]
+
+
+# --- flannel ------------------------------------------------------------------
+
+
+def flannel_lease_problems(
+    leases: Sequence[FlannelLease], nodes: Sequence[NodeExpectation], network: str, backend: str
+) -> list[str]:
+    """Every node holds exactly one lease, inside ``network``, of ``backend``; no two
+    leases share a subnet (flanneld's transaction must never hand one out twice)."""
+    overlay = ipaddress.IPv4Network(network)
+    problems = []
+    held = Counter(lease.public_ip for lease in leases)
+    for node in nodes:
+        if held[node.ip] != 1:
+            problems.append(f"{node.name} ({node.ip}) holds {held[node.ip]} leases, expected 1")
+    subnets = Counter(lease.subnet for lease in leases)
+    problems += [f"subnet {net} is leased {n} times" for net, n in subnets.items() if n > 1]
+    for lease in leases:
+        if not ipaddress.IPv4Network(lease.subnet).subnet_of(overlay):
+            problems.append(f"lease {lease.subnet} of {lease.public_ip} is outside {network}")
+        if lease.backend != backend:
+            problems.append(f"lease {lease.subnet} is for {lease.backend}, expected {backend}")
+    return problems
+
+
+def subnet_env_problems(env: dict[str, str], network: str, lease: FlannelLease | None) -> list[str]:
+    """subnet.env names the lab's network and the first address of this node's lease."""
+    if lease is None:
+        return ["this node holds no lease"]
+    problems = []
+    if env.get("FLANNEL_NETWORK") != network:
+        problems.append(f"FLANNEL_NETWORK is {env.get('FLANNEL_NETWORK')!r}, expected {network}")
+    expected = ipaddress.IPv4Network(lease.subnet)
+    wanted = f"{expected.network_address + 1}/{expected.prefixlen}"
+    if env.get("FLANNEL_SUBNET") != wanted:
+        problems.append(f"FLANNEL_SUBNET is {env.get('FLANNEL_SUBNET')!r}, expected {wanted}")
+    if not env.get("FLANNEL_MTU", "").isdigit():
+        problems.append(f"FLANNEL_MTU is {env.get('FLANNEL_MTU')!r}, expected a number")
+    return problems
+
+
+def overlay_address(lease: FlannelLease) -> str:
+    """The address flanneld gives its device (flannel.1, flannel0): the lease's network."""
+    return str(ipaddress.IPv4Network(lease.subnet).network_address)
+
+
+def host_gw_route_problems(routes: dict[str, str], peers: Sequence[FlannelLease]) -> list[str]:
+    """host-gw: a route to each peer's subnet via the peer's own address."""
+    return [
+        f"no route to {peer.subnet} via {peer.public_ip} (found {routes[peer.subnet]!r})"
+        for peer in peers
+        if f"via {peer.public_ip} " not in routes[peer.subnet] + " "
+    ]

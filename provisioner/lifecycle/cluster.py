@@ -1,4 +1,5 @@
-"""The cluster checks of ``lab up``: etcd healthy, a key round trip, fleet lists every node.
+"""The cluster checks of ``lab up``: etcd healthy, a key round trip, fleet lists every node,
+and (with flannel on) every node holds a subnet lease of the overlay.
 
 They look from the host first (etcd's ``/health`` and fleet's registry over the
 lab network) and start ``etcdctl`` or ``fleetctl`` in a guest only when the host
@@ -79,11 +80,25 @@ def check_cluster(
             cancelled=lambda: failed.is_set() or cancelled(),
         )
 
+    def overlay() -> str:
+        return wait_for(
+            "flannel",
+            "a subnet lease for every node",
+            deadline,
+            lambda: readiness.flannel_ready(config, first, host_view),
+            interval=readiness.HOST_POLL,
+            transient=TRANSIENT,
+            cancelled=lambda: failed.is_set() or cancelled(),
+        )
+
     # independent checks, each on its own SSH channels: run them side by side
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         trip = pool.submit(round_trip)
         fleet = pool.submit(fleet_listing)
+        flannel = pool.submit(overlay) if config.flannel.enabled else None
         trip.result()
         summary = f"etcd {etcd}; fleet {fleet.result()}"
+        if flannel is not None:
+            summary += f"; overlay {flannel.result()}"
     progress.update(CLUSTER_ROW, "cluster", "ok", summary)
     return summary

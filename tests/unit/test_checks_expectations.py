@@ -31,6 +31,7 @@ def sample() -> dict[str, Any]:
         "format": 1,
         "lab": "demo",
         "etcd": {"members": 1},
+        "flannel": None,
         "nodes": [
             {
                 "name": "core-01",

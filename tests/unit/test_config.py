@@ -91,6 +91,13 @@ def test_workers_after_members(tmp_path: Path) -> None:
         ({"update_channel": "nightly"}, "update_channel", "unknown channel"),
         ({"forwarded_ports": {"80": "x"}}, "forwarded_ports.80", "port numbers"),
         ({"flannel": {"enable": True}}, "flannel.enable", "did you mean 'enabled'"),
+        ({"flannel": {"backend": "ipsec"}}, "flannel.backend", "one of: vxlan, host-gw, udp"),
+        ({"flannel": {"network": "10.1.0.0/30"}}, "flannel.network", "too small"),
+        (
+            {"subnet": "10.1.7.0/24", "flannel": {"network": "10.1.0.0/16"}},
+            "flannel.network",
+            "overlaps the lab network 10.1.7.0/24",
+        ),
         ({"cloud_config": ["missing.yaml"]}, "cloud_config[0]", "file not found"),
         ({"libvirt_uri": "system"}, "libvirt_uri", "qemu+ssh://root@host/system"),
     ],

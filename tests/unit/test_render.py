@@ -107,8 +107,15 @@ def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
         "http://192.168.58.103:2379"
     )
     units = [unit["name"] for unit in node3["coreos"]["units"]]
-    assert units == ["etcd2.service", "fleet.service", "hello.service"]
-    assert "Hello World" in node3["coreos"]["units"][2]["content"]
+    assert units == [
+        "etcd2.service",
+        "flannel-network-config.service",  # flannel is on by default
+        "flanneld.service",
+        "docker.service",
+        "fleet.service",
+        "hello.service",
+    ]
+    assert "Hello World" in node3["coreos"]["units"][-1]["content"]
     assert node3["write_files"][0]["path"] == "/etc/motd"
     assert node3["ssh_authorized_keys"] == [PUBLIC_KEY]
     assert "$private_ipv4" not in files["nodes/core-03/user-data"]
