@@ -11,15 +11,31 @@ VENV="$ROOT/.venv"
 ARTIFACTS="${LAB_TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 mkdir -p "$ARTIFACTS"
 
+declare -A TIER_SECONDS
+timed() {  # timed NAME COMMAND...: run it, remember how long it took, keep its status
+  local name="$1" start=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  TIER_SECONDS[$name]=$((SECONDS - start))
+  return "$rc"
+}
+report() {
+  echo "==> tier times"
+  for name in lint types imports unit integration vm; do
+    [ -n "${TIER_SECONDS[$name]:-}" ] && printf '    %-12s %5ds\n' "$name" "${TIER_SECONDS[$name]}"
+  done
+  return 0
+}
+trap report EXIT
+
 echo "==> ruff"
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
+timed lint sh -c '"$1/bin/ruff" check . && "$1/bin/ruff" format --check .' ruff "$VENV"
 echo "==> mypy --strict"
-"$VENV/bin/mypy"
-echo "==> import-linter (the host never imports guest code; contracts in pyproject.toml)"
-"$VENV/bin/lint-imports"
+timed types "$VENV/bin/mypy"
+echo "==> import contracts (the host never imports guest code)"
+timed imports "$VENV/bin/lint-imports"
 
 for tier in unit integration vm; do
   echo "==> pytest: $tier tier"
-  "$VENV/bin/pytest" -m "$tier" --junitxml="$ARTIFACTS/$tier.xml" "$@"
+  timed "$tier" "$VENV/bin/pytest" -m "$tier" --junitxml="$ARTIFACTS/$tier.xml" "$@"
 done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,16 @@ def test_iptables_rules_are_flannels() -> None:
         f"nat FLANNEL-POSTRTG -s 10.1.0.0/16 ! -d 224.0.0.0/4 {tail} -j MASQUERADE",
         f"nat FLANNEL-POSTRTG ! -s 10.1.0.0/16 -d 10.1.0.0/16 {tail} -j MASQUERADE",
     ]
+
+
+def test_the_vtep_mac_is_stable_local_and_unicast(tmp_path: Path) -> None:
+    from provisioner.guest.flannel.backends import vtep_mac
+
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    mac = vtep_mac("flannel.1", str(machine_id))
+    assert mac == vtep_mac("flannel.1", str(machine_id))  # a recreated device keeps it
+    assert mac != vtep_mac("flannel.2", str(machine_id))
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02  # locally administered
+    assert not first & 0x01  # unicast

@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -39,6 +41,21 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Stop any worker (the kernel state stays for the next run)."""
+
+
+def vtep_mac(device: str, machine_id_file: str = "/etc/machine-id") -> str:
+    """A locally administered unicast MAC for ``device``, the same on every run on this
+    machine (so a recreated device keeps the address its peers know)."""
+    try:
+        with open(machine_id_file, encoding="ascii") as handle:  # noqa: PTH123 - no pathlib import
+            seed = handle.read().strip()
+    except OSError:
+        seed = ""
+    if not seed:
+        seed = os.urandom(16).hex()
+    digest = bytearray(hashlib.sha256(f"{seed}/{device}".encode()).digest()[:6])
+    digest[0] = (digest[0] | 0x02) & 0xFE  # locally administered, unicast
+    return ":".join(f"{byte:02x}" for byte in digest)
 
 
 class VxlanBackend:
@@ -72,9 +89,15 @@ class VxlanBackend:
         if details is None:
             vxlan = ["id", str(self.config.vni), "local", self.ext.address, "dev", self.ext.name]
             vxlan += ["dstport", str(self.port), "nolearning"]
+            # The MAC is set at creation, not left to the kernel: udev's default link
+            # policy (MACAddressPolicy=persistent) replaces a kernel-made random MAC a
+            # moment after the device appears, after flanneld has published it as the
+            # VtepMAC, and every peer's FDB entry would then point at nothing.
+            mac = vtep_mac(self.dev)
             iproute.run(
-                ["ip", "link", "add", self.dev, "mtu", str(self.mtu), "type", "vxlan", *vxlan]
-            )
+                ["ip", "link", "add", self.dev, "address", mac, "mtu", str(self.mtu),
+                 "type", "vxlan", *vxlan]
+            )  # fmt: skip
             details = iproute.link_details(self.dev) or {}
         else:
             iproute.run(["ip", "link", "set", self.dev, "mtu", str(self.mtu)])
