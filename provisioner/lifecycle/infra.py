@@ -26,6 +26,7 @@ from provisioner.state import LIBVIRT_PATHS_FILE, LabState, atomic_write, ensure
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
 
+REMOTE_TIMEOUT = 30.0  # for another host's libvirt to answer
 DISCOVERY_STATE = "discovery"  # .lab/discovery: the per-lab service of earlier versions
 
 
@@ -43,7 +44,7 @@ def prepare_host(config: LabConfig) -> str:
     if is_local(uri):
         summary = ensure_daemons(start=True, uri=uri).summary
     else:
-        wait_for_libvirt(uri, timeout=60)
+        wait_for_libvirt(uri, timeout=REMOTE_TIMEOUT)
         summary = f"{uri} answers"
     pool = ensure_default_pool(create=True, uri=uri)
     return f"{summary}; {pool.summary}"

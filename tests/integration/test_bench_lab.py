@@ -12,14 +12,15 @@ from provisioner.progress import LAB, plain_line
 
 pytestmark = pytest.mark.integration
 
+UNREACHABLE = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1
+
 
 def test_lab_up_events_arrive_as_json_lines_beside_its_plain_lines(tmp_path: Path) -> None:
-    # QEMU could not reach this lab: `lab up` renders, then stops at its host checks
-    # before it creates anything (see test_cli), which is enough progress to read.
-    hidden = tmp_path / "private"
-    hidden.mkdir(mode=0o700)
-    lab_dir = hidden / "lab"
+    # A hypervisor that does not answer: `lab up` renders, then stops at its host
+    # checks before it creates anything, which is enough progress to read.
+    lab_dir = tmp_path / "lab"
     lab_dir.mkdir()
+    (lab_dir / "lab.yaml").write_text(f"libvirt_uri: {UNREACHABLE}\n")
     log = tmp_path / "up.log"
     run = run_lab(lab_dir, ["up", "--nodes", "1", "--discovery", "static"], log, 120, echo=False)
     assert run.returncode == 1
@@ -29,7 +30,7 @@ def test_lab_up_events_arrive_as_json_lines_beside_its_plain_lines(tmp_path: Pat
         (LAB, "host", "running"),
         (LAB, "host", "failed"),
     ]
-    assert run.events[-1].detail.startswith("QEMU cannot reach ")
+    assert f"libvirt at {UNREACHABLE}" in run.events[-1].detail
     assert run.started_at <= run.events[0].at <= run.events[-1].at
     assert list(lab_phase_seconds(run.events)) == ["render", "host"]
     assert (tmp_path / "up.events.jsonl").is_file()
