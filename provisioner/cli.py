@@ -376,7 +376,12 @@ def status(ctx: Context, as_json: bool) -> None:
         return
     rows = []
     for s in statuses:
-        etcd = "-" if s.etcd_healthy is None else ("healthy" if s.etcd_healthy else "UNHEALTHY")
+        etcd = (
+            "-" if not s.etcd_member
+            else "unknown" if s.etcd_healthy is None  # no node could tell
+            else "healthy" if s.etcd_healthy
+            else "UNHEALTHY"
+        )  # fmt: skip
         if s.etcd_leader:
             etcd += " (leader)"
         meta = ",".join(f"{k}={v}" for k, v in sorted(s.metadata.items())) or "-"

@@ -32,7 +32,7 @@ class NodeStatus:
     machine_id: str | None
     metadata: dict[str, str]
     etcd_member: bool
-    etcd_healthy: bool | None  # None for workers
+    etcd_healthy: bool | None  # None for workers, and for a member no one could tell about
     etcd_leader: bool
     fleet_listed: bool
     failed_units: list[str] = field(default_factory=list)
@@ -107,7 +107,7 @@ def status(config: LabConfig) -> list[NodeStatus]:
                 machine_id=machine_id,
                 metadata=machines.get(machine_id or "", dict(node.metadata)),
                 etcd_member=node.is_member,
-                etcd_healthy=etcd_health.get(node.ip, False) if node.is_member else None,
+                etcd_healthy=etcd_health.get(node.ip) if node.is_member else None,
                 etcd_leader=leader_ip == node.ip,
                 fleet_listed=(machine_id or "") in machines,
                 failed_units=failed,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from provisioner import facts
 from provisioner.config import LabConfig, NodeSpec
-from provisioner.errors import LabError, NodeError, RemoteError, WaitTimeout
+from provisioner.errors import LabError, NodeError, NotReady, RemoteError, WaitTimeout
 from provisioner.etcdhttp import EtcdHttp, member_health
 from provisioner.parsers import FlannelLease
 from provisioner.remote.runner import Runner
@@ -110,14 +110,14 @@ class HostView:
     def etcd_ready_or(self, over_ssh: Callable[[], str | None]) -> str | None:
         """The etcd check: the host's answer when it sees every member; while some
         member is silent, ``over_ssh`` (etcdctl on a node) on every
-        :data:`HOST_BLIND_EVERY`-th such poll, NodeError on the others."""
+        :data:`HOST_BLIND_EVERY`-th such poll, NotReady on the others."""
         seen = self.etcd_ready()
         if seen is not None:
             return seen
         if self.reachable:
             self._silent_polls += 1
             if self._silent_polls % HOST_BLIND_EVERY:
-                raise NodeError("etcd", "not every member answers the host yet")
+                raise NotReady("etcd: not every member answers the host yet")
         answer = over_ssh()
         if answer is not None:
             self.reachable = False  # healthy, though the host cannot see it all
@@ -136,7 +136,7 @@ class HostView:
         seen = {name: member_health(url, self.timeout) for name, url in self.members.items()}
         sick = [name for name, healthy in seen.items() if healthy is False]
         if sick:
-            raise NodeError("etcd", f"not healthy yet (seen from the host): {', '.join(sick)}")
+            raise NotReady(f"etcd: not healthy yet (seen from the host): {', '.join(sick)}")
         if None in seen.values():
             return None
         try:
@@ -145,9 +145,8 @@ class HostView:
             return None
         expected = len(self.members)
         if len(started) != expected:
-            raise NodeError(
-                "etcd",
-                f"{len(started)} of {expected} etcd members have started (seen from the host)",
+            raise NotReady(
+                f"etcd: {len(started)} of {expected} members have started (seen from the host)"
             )
         return f"{expected}/{expected} members healthy"
 
@@ -191,9 +190,7 @@ class HostView:
             self.reachable = False
             return
         if missing:
-            raise NodeError(
-                "fleet", f"not registered yet (seen from the host): {', '.join(missing)}"
-            )
+            raise NotReady(f"fleet: not registered yet (seen from the host): {', '.join(missing)}")
 
     def flannel_leases(self) -> tuple[FlannelLease, ...] | None:
         """flanneld's leases read from the host; None when the host cannot read etcd."""
@@ -214,7 +211,7 @@ def flannel_ready(config: LabConfig, runner: Runner, host: HostView | None = Non
     held = {lease.public_ip for lease in leases}
     missing = [node.name for node in config.nodes if node.ip not in held]
     if missing:
-        raise NodeError("flannel", f"no subnet lease yet: {', '.join(missing)}")
+        raise NotReady(f"flannel: no subnet lease yet: {', '.join(missing)}")
     overlay = config.flannel
     return f"{overlay.backend} {overlay.network}, {len(config.nodes)} subnets leased"
 
@@ -224,12 +221,12 @@ def etcd_healthy(config: LabConfig, runner: Runner) -> str | None:
     results = facts.endpoint_health(member_endpoints(config)).run(runner)
     sick = [h.endpoint for h in results if not h.healthy]
     if sick or len(results) != len(config.members):
-        raise NodeError(runner.name, f"etcd not healthy yet: {', '.join(sick) or 'no answer'}")
+        raise NotReady(f"{runner.name}: etcd not healthy yet: {', '.join(sick) or 'no answer'}")
     members = facts.member_list().run(runner)
     started = [m for m in members if m.name]
     if len(started) != len(config.members):
-        raise NodeError(
-            runner.name, f"{len(started)} of {len(config.members)} etcd members have started"
+        raise NotReady(
+            f"{runner.name}: {len(started)} of {len(config.members)} etcd members have started"
         )
     return f"{len(started)}/{len(config.members)} members healthy"
 
@@ -287,7 +284,7 @@ def fleet_machines(config: LabConfig, runner: Runner, machine_ids: Mapping[str, 
     if len(set(machine_ids.values())) != len(machine_ids):
         raise NodeError(runner.name, f"machine-ids are not distinct: {dict(machine_ids)}")
     if problems:
-        raise NodeError(runner.name, "fleet: " + "; ".join(problems))
+        raise NotReady(f"{runner.name}: fleet: " + "; ".join(problems))
     return f"{len(listed)} machines"
 
 

@@ -15,16 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from provisioner import readiness
 from provisioner.config import LabConfig
-from provisioner.errors import NodeError, RemoteError
+from provisioner.errors import RemoteError, WaitTimeout
 from provisioner.progress import Progress
 from provisioner.remote.runner import Runner
 from provisioner.waits import wait_for
 
 CLUSTER_TIMEOUT = 600.0  # etcd healthy, fleet sees everyone
 CLUSTER_ROW = "etcd+fleet"  # the progress row of the cluster checks
-# "not yet" from the checks (a member not healthy, a machine not listed), and etcdctl or
-# fleetctl in a guest that fails to connect or stalls while etcd or fleet starts
-TRANSIENT = (NodeError, RemoteError)
+# Besides the checks' own NotReady (a member not healthy yet, a machine not listed yet):
+# etcdctl or fleetctl in a guest that fails to connect or stalls while etcd or fleet starts
+TRANSIENT = (RemoteError, WaitTimeout)
 
 
 def check_cluster(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import NodeError
+from provisioner.errors import NotReady
 from provisioner.etcdhttp import member_health
 from provisioner.guest.fleet.etcd import EtcdClient
 from provisioner.readiness import (
@@ -59,7 +59,7 @@ def test_an_unhealthy_member_holds_the_checks_back(tmp_path: Path) -> None:
             60,
             "the member left alone to report unhealthy",
         )
-        with pytest.raises(NodeError, match=r"not healthy yet \(seen from the host\): a$"):
+        with pytest.raises(NotReady, match=r"not healthy yet \(seen from the host\): a$"):
             view.etcd_ready()
         assert view.reachable
     finally:
@@ -74,14 +74,14 @@ def test_a_silent_member_gets_etcdctl_only_now_and_then() -> None:
 
     def not_healthy_over_ssh() -> str | None:
         calls.append(1)
-        raise NodeError("core-01", "etcd not healthy yet: no answer")
+        raise NotReady("core-01: etcd not healthy yet: no answer")
 
     for poll in range(1, 2 * HOST_BLIND_EVERY + 1):
         if poll % HOST_BLIND_EVERY:
-            with pytest.raises(NodeError, match="not every member answers the host yet"):
+            with pytest.raises(NotReady, match="not every member answers the host yet"):
                 view.etcd_ready_or(not_healthy_over_ssh)
         else:
-            with pytest.raises(NodeError, match="etcd not healthy yet: no answer"):
+            with pytest.raises(NotReady, match="etcd not healthy yet: no answer"):
                 view.etcd_ready_or(not_healthy_over_ssh)
     assert len(calls) == 2
     assert view.reachable  # not started yet: the host keeps watching
@@ -90,7 +90,7 @@ def test_a_silent_member_gets_etcdctl_only_now_and_then() -> None:
 def test_view_stands_aside_when_etcdctl_sees_what_the_host_cannot() -> None:
     view = HostView({"core-01": nobody()}, timeout=1.0)
     for _ in range(HOST_BLIND_EVERY - 1):
-        with pytest.raises(NodeError):
+        with pytest.raises(NotReady):
             view.etcd_ready_or(lambda: "1/1 members healthy")
     assert view.etcd_ready_or(lambda: "1/1 members healthy") == "1/1 members healthy"
     assert not view.reachable
@@ -109,7 +109,7 @@ def test_the_host_answer_needs_no_etcdctl(etcd: EtcdMember) -> None:
 def test_fleet_registration_as_the_host_sees_it(etcd: EtcdMember, cluster: FleetCluster) -> None:
     view = HostView({"core-01": etcd.client_url}, timeout=3.0)
     one = cluster.start_machine("one")  # waits until fleetd registered its machine
-    with pytest.raises(NodeError, match=r"not registered yet \(seen from the host\): two"):
+    with pytest.raises(NotReady, match=r"not registered yet \(seen from the host\): two"):
         view.fleet_not_registered({"one": one.machine_id, "two": "f" * 32})
     two = cluster.start_machine("two")
     view.fleet_not_registered({"one": one.machine_id, "two": two.machine_id})
