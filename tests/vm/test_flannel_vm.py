@@ -19,8 +19,8 @@ from tests.vm.conftest import Lab
 pytestmark = pytest.mark.vm
 
 PORT = 7000
-# A busybox container on the node with the rack metadata, answering "pong <name>"
-# on TCP 7000 to every connection (busybox nc: -ll listens again after each one).
+# A busybox container on one machine, answering "pong <name>" on TCP 7000 to every
+# connection (busybox nc: -ll listens again after each one).
 UNIT = """\
 [Unit]
 Description=overlay check {name}
@@ -35,9 +35,9 @@ nc -ll -p {port} -e /bin/echo pong {name}
 ExecStop=/usr/bin/docker stop -t 2 {name}
 
 [X-Fleet]
-MachineMetadata=rack={rack}
+MachineID={machine_id}
 """
-SIDES = {"overlay-a": ("rack1", "core-01"), "overlay-b": ("rack2", "core-02")}
+SIDES = {"overlay-a": "core-01", "overlay-b": "core-02"}
 
 
 def _active(lab: Lab, unit: str) -> bool:
@@ -68,16 +68,18 @@ def _talk(lab: Lab, node: str, container: str, peer: str, peer_name: str) -> Non
 
 
 def test_containers_on_two_nodes_talk_over_the_overlay(lab: Lab, tmp_path: Path) -> None:
+    status = {n["name"]: n for n in lab.status()["nodes"]}
+    subnets = {name: node["flannel_subnet"] for name, node in status.items()}
     units = []
-    for name, (rack, _node) in SIDES.items():
+    for name, node in SIDES.items():
         unit = tmp_path / f"{name}.service"
-        unit.write_text(UNIT.format(name=name, rack=rack, port=PORT))
+        machine_id = status[node]["machine_id"]
+        unit.write_text(UNIT.format(name=name, machine_id=machine_id, port=PORT))
         units.append(str(unit))
     lab.run("fleetctl", "start", *units, timeout=600)
     try:
-        subnets = {n["name"]: n["flannel_subnet"] for n in lab.status()["nodes"]}
         addresses = {}
-        for name, (_rack, node) in SIDES.items():
+        for name, node in SIDES.items():
             lab.wait_for(f"{name}.service active", lambda n=name: _active(lab, f"{n}.service"),
                          600)  # fmt: skip
             address = lab.wait_for(f"{name}'s address", lambda n=name, h=node: _address(lab, h, n),
