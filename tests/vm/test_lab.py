@@ -80,17 +80,18 @@ def test_qemu_reads_and_writes_only_pool_volumes(lab: Lab) -> None:
     if os.environ.get("LAB_VM_EXISTING") is None:
         assert lab.directory.stat().st_mode & 0o077 == 0
         assert lab.directory.parent.stat().st_mode & 0o077 == 0
+    lab_name = load_config(lab.directory).name
     conn = libvirt.open("qemu:///system")
     try:
         pool = conn.storagePoolLookupByName("default")
         pool_dir = ET.fromstring(pool.XMLDesc(0)).findtext("target/path")
         for name in SEED_METADATA:
-            domain = conn.lookupByName(f"lab-{lab.name}_{name}")
+            domain = conn.lookupByName(f"lab-{lab_name}_{name}")
             root = ET.fromstring(domain.XMLDesc(0))
             files = [s.get("file") for s in root.iterfind("devices/disk/source")]
             files += [s.get("path") for s in root.iterfind("devices/serial/source")]
-            assert f"{pool_dir}/lab-{lab.name}_{name}-config.iso" in files, files
-            assert f"{pool_dir}/lab-{lab.name}_{name}-console.log" in files, files
+            assert f"{pool_dir}/lab-{lab_name}_{name}-config.iso" in files, files
+            assert f"{pool_dir}/lab-{lab_name}_{name}-console.log" in files, files
             for path in files:
                 assert path is not None
                 assert not Path(path).is_relative_to(lab.directory), path
