@@ -3,6 +3,10 @@
 No libvirt, Vagrant or paramiko code lives here. Expected failures
 (:class:`LabError`) print one line and a hint; anything else is a bug and its
 traceback goes to the debug log.
+
+Longer than most modules on purpose: it is the whole command surface, one thin
+click function per verb (about 25), each parsing flags and calling one library
+function; the box and discovery verbs' work lives in their packages.
 """
 
 from __future__ import annotations

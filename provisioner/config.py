@@ -6,6 +6,10 @@ they exist (``num_instances``, ``instance_name_prefix``, ``vm_memory``,
 ``vm_cpus``, ``update_channel``, ``forwarded_ports``, ``enable_serial_logging``).
 
 Everything downstream takes :class:`LabConfig`; nothing reads raw dicts.
+
+Longer than most modules on purpose: the schema, the defaults and every check
+with its message live together, so a new key is added, defaulted and validated
+in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ it cannot understand raises :class:`RemoteError` naming the command and the line
 The formats are those of etcd 3.4's ``etcdctl`` (fixtures captured from the real
 binary), fleet's ``fleetctl`` (tab-padded Go tabwriter columns) and systemd's
 ``systemctl``.
+
+Longer than most modules on purpose: every guest tool's output format in one
+place, one section per tool (etcd, fleet, systemd, flannel), each independent of
+the others; a section that grows much further moves to a module of its own.
 """
 
 from __future__ import annotations

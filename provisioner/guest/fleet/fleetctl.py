@@ -3,6 +3,10 @@
 Flags follow fleetctl 1.0 (cobra): global flags anywhere, ``--flag=value`` or
 ``--flag value``, booleans as ``--flag`` or ``--flag=false``, unambiguous command
 prefixes; every global flag not given falls back to ``FLEETCTL_<FLAG>``.
+
+Longer than most modules on purpose: the flag grammar above, every command's
+flags and help, and the dispatch, as fleet's fleetctl.go and its cobra setup,
+in the one module each fleetctl run imports.
 """
 
 from __future__ import annotations
