@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 from provisioner.discovery.client import check_health, delete_token, ensure_registry, list_tokens
 from provisioner.discovery.protocol import base_url, http_url
-from provisioner.errors import DiscoveryError
+from provisioner.errors import DiscoveryError, NotReady, WaitTimeout
+from provisioner.waits import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -330,14 +331,19 @@ def _remove_pidfile(directory: Path, pid: int) -> None:
 
 def _terminate(pid: int, alive: Callable[[int], bool], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL; returns once ``alive(pid)`` is false."""
+
+    def gone() -> bool:
+        if alive(pid):
+            raise NotReady(f"pid {pid} still runs")
+        return True
+
     for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                return
-            time.sleep(_POLL)
+        with contextlib.suppress(WaitTimeout):
+            wait_for("discovery", f"pid {pid} to exit", time.monotonic() + grace, gone,
+                     interval=_POLL)  # fmt: skip
+            return
     raise DiscoveryError(
         f"discovery etcd pid {pid} did not exit after SIGTERM and SIGKILL",
         hint=f"check the process with `ps -p {pid}`",
