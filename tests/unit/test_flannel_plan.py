@@ -186,9 +186,11 @@ def test_the_vtep_mac_is_stable_local_and_unicast(tmp_path: Path) -> None:
 
     machine_id = tmp_path / "machine-id"
     machine_id.write_text("0123456789abcdef0123456789abcdef\n")
-    mac = vtep_mac("flannel.1", str(machine_id))
-    assert mac == vtep_mac("flannel.1", str(machine_id))  # a recreated device keeps it
-    assert mac != vtep_mac("flannel.2", str(machine_id))
+    mac = vtep_mac("flannel.1", "10.0.0.1", str(machine_id))
+    assert mac == vtep_mac("flannel.1", "10.0.0.1", str(machine_id))  # a recreated device
+    assert mac != vtep_mac("flannel.2", "10.0.0.1", str(machine_id))
+    # nodes that share a machine-id (namespaces of one host) still differ
+    assert mac != vtep_mac("flannel.1", "10.0.0.2", str(machine_id))
     first = int(mac.split(":")[0], 16)
     assert first & 0x02  # locally administered
     assert not first & 0x01  # unicast

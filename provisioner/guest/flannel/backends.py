@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -43,17 +42,16 @@ class Backend(Protocol):
         """Stop any worker (the kernel state stays for the next run)."""
 
 
-def vtep_mac(device: str, machine_id_file: str = "/etc/machine-id") -> str:
-    """A locally administered unicast MAC for ``device``, the same on every run on this
-    machine (so a recreated device keeps the address its peers know)."""
+def vtep_mac(device: str, public_ip: str, machine_id_file: str = "/etc/machine-id") -> str:
+    """A locally administered unicast MAC for ``device`` of the node at ``public_ip``, the
+    same on every run (so a recreated device keeps the address its peers know); the
+    address keeps nodes apart that share a machine-id (network namespaces of one host)."""
     try:
         with open(machine_id_file, encoding="ascii") as handle:  # noqa: PTH123 - no pathlib import
             seed = handle.read().strip()
     except OSError:
         seed = ""
-    if not seed:
-        seed = os.urandom(16).hex()
-    digest = bytearray(hashlib.sha256(f"{seed}/{device}".encode()).digest()[:6])
+    digest = bytearray(hashlib.sha256(f"{seed}/{public_ip}/{device}".encode()).digest()[:6])
     digest[0] = (digest[0] | 0x02) & 0xFE  # locally administered, unicast
     return ":".join(f"{byte:02x}" for byte in digest)
 
@@ -93,7 +91,7 @@ class VxlanBackend:
             # policy (MACAddressPolicy=persistent) replaces a kernel-made random MAC a
             # moment after the device appears, after flanneld has published it as the
             # VtepMAC, and every peer's FDB entry would then point at nothing.
-            mac = vtep_mac(self.dev)
+            mac = vtep_mac(self.dev, self.ext.public_ip)
             iproute.run(
                 ["ip", "link", "add", self.dev, "address", mac, "mtu", str(self.mtu),
                  "type", "vxlan", *vxlan]
