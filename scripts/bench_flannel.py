@@ -30,12 +30,12 @@ from benchmarks.host import pick_subnets, used_networks  # noqa: E402
 from benchmarks.lab import UP_TIMEOUT, lab_cleanup, make_lab_dir, require_ok, run_lab  # noqa: E402
 from benchmarks.overlay import LabShell, OverlayFigures, measure  # noqa: E402
 from benchmarks.report import format_table, say  # noqa: E402
-from provisioner.config import load_config  # noqa: E402
 from provisioner.hypervisor.libvirt import LibvirtHost  # noqa: E402
+from provisioner.lab import load_lab  # noqa: E402
 
 
 def figures_for(lab_dir: Path, args: argparse.Namespace) -> OverlayFigures:
-    config = load_config(lab_dir)
+    config = load_lab(lab_dir)  # with the flags it was brought up with
     if not config.flannel.enabled or len(config.nodes) < 2:
         raise SystemExit(f"{lab_dir}: needs flannel on and at least two nodes")
     nodes = [(node.name, node.ip) for node in config.nodes]
@@ -49,10 +49,10 @@ def new_lab(backend: str, workdir: Path, logs: Path) -> tuple[Path, str]:
     name = f"bench-flannel-{backend}-{uuid.uuid4().hex[:4]}"
     lab_dir = make_lab_dir(workdir / name, name, subnet)
     with (lab_dir / "lab.yaml").open("a") as settings:
-        settings.write(f"flannel: {{backend: {backend}}}\n")
+        settings.write(f"num_instances: 2\nflannel: {{backend: {backend}}}\n")
     log = logs / f"{name}-up.log"
     say(f"{backend}: `lab up --nodes 2` in {lab_dir}")
-    up = run_lab(lab_dir, ["up", "--nodes", "2"], log, UP_TIMEOUT, echo=False)
+    up = run_lab(lab_dir, ["up"], log, UP_TIMEOUT, echo=False)
     require_ok(up, f"lab up ({backend})", log)
     say(f"{backend}: up in {up.seconds:.1f}s")
     return lab_dir, name
