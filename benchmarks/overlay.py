@@ -22,7 +22,9 @@ from provisioner.errors import LabError
 PORT = 5001
 COMMAND_TIMEOUT = 600.0
 _RTT = re.compile(r"round-trip min/avg/max = [\d.]+/(?P<avg>[\d.]+)/[\d.]+ ms")
-_DD = re.compile(r"(?P<bytes>\d+) bytes \([^)]*\) copied, (?P<seconds>[\d.]+) seconds")
+# busybox dd (in the containers): "... copied, 1.5 seconds, ..."; coreutils dd (the node
+# itself): "20000000 bytes (20 MB, 19 MiB) copied, 1.5 s, 13.3 MB/s"
+_DD = re.compile(r"(?P<bytes>\d+) bytes \([^)]*\) copied, (?P<seconds>[\d.]+) s")
 _LEASE = re.compile(r"^\[\s*(?P<at>[\d.]+)\].*Allocated lease", re.MULTILINE)
 
 
@@ -35,7 +37,7 @@ def parse_rtt_ms(ping_output: str) -> float:
 
 
 def parse_dd_mb_per_s(dd_output: str) -> float:
-    """MB/s (10^6 bytes) from busybox dd's summary line."""
+    """MB/s (10^6 bytes) from dd's summary line (busybox's or coreutils')."""
     found = _DD.search(dd_output)
     if found is None:
         raise LabError(f"no transfer summary in dd's output: {dd_output.strip()[-200:]!r}")
@@ -72,6 +74,16 @@ class OverlayFigures:
         return self.overlay.rtt_ms / self.underlay.rtt_ms
 
 
+def send(size_mb: int, nc: str, target: str) -> str:
+    """A shell line that pushes ``size_mb`` MB to ``target``'s sink and prints dd's summary
+    (dd writes it on stderr, kept apart from the data in a file)."""
+    summary = "/tmp/bench-dd.txt"
+    return (
+        f"dd if=/dev/zero bs=1000000 count={size_mb} 2>{summary} | {nc} -w 10 {target} {PORT};"
+        f" cat {summary}; rm -f {summary}"
+    )
+
+
 class LabShell:
     """`lab exec` in one lab directory."""
 
@@ -84,7 +96,9 @@ class LabShell:
             command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
         )
         if check and done.returncode != 0:
-            raise LabError(f"{node}: `{' '.join(argv)}` exited {done.returncode}: {done.stderr}")
+            raise LabError(
+                f"{node}: `{' '.join(argv)}` exited {done.returncode}: {done.stdout} {done.stderr}"
+            )
         return done.stdout + done.stderr
 
 
@@ -112,14 +126,13 @@ def measure(shell: LabShell, nodes: Sequence[tuple[str, str]], backend: str, *,
         server, "sudo", "docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "bench-sink"
     ).strip()
     time.sleep(2)  # the sinks listen
-    dd = f"dd if=/dev/zero bs=1000000 count={size_mb}"  # its summary goes to stderr
     in_source = ("sudo", "docker", "exec", "bench-source")
     try:
         host_rtt = shell.run(client, "sudo", "busybox", "ping", "-q", "-c", str(pings), server_ip)
-        host_send = shell.run(client, "sh", "-c", f"{dd} | busybox nc -w 10 {server_ip} {PORT}")
+        host_send = shell.run(client, "sh", "-c", send(size_mb, "busybox nc", server_ip))
         underlay = PathFigures(parse_rtt_ms(host_rtt), parse_dd_mb_per_s(host_send))
         rtt = shell.run(client, *in_source, "ping", "-q", "-c", str(pings), container_ip)
-        sent = shell.run(client, *in_source, "sh", "-c", f"{dd} | nc -w 10 {container_ip} {PORT}")
+        sent = shell.run(client, *in_source, "sh", "-c", send(size_mb, "nc", container_ip))
         overlay = PathFigures(parse_rtt_ms(rtt), parse_dd_mb_per_s(sent))
     finally:
         shell.run(server, "sudo", "pkill", "-f", f"nc -l -p {PORT}", check=False)

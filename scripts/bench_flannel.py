@@ -49,7 +49,7 @@ def new_lab(backend: str, workdir: Path, logs: Path) -> tuple[Path, str]:
     name = f"bench-flannel-{backend}-{uuid.uuid4().hex[:4]}"
     lab_dir = make_lab_dir(workdir / name, name, subnet)
     with (lab_dir / "lab.yaml").open("a") as settings:
-        settings.write(f"num_instances: 2\nflannel: {{backend: {backend}}}\n")
+        settings.write(f"num_instances: 2\netcd_members: 1\nflannel: {{backend: {backend}}}\n")
     log = logs / f"{name}-up.log"
     say(f"{backend}: `lab up --nodes 2` in {lab_dir}")
     up = run_lab(lab_dir, ["up"], log, UP_TIMEOUT, echo=False)

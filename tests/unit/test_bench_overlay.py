@@ -25,6 +25,8 @@ def test_busybox_outputs() -> None:
     assert parse_rtt_ms(ping) == 1.25
     dd = "50+0 records out\n50000000 bytes (47.7MB) copied, 2.000000 seconds, 23.8MB/s\n"
     assert parse_dd_mb_per_s(dd) == 25.0
+    coreutils = "20000000 bytes (20 MB, 19 MiB) copied, 0.5 s, 40.0 MB/s\n"
+    assert parse_dd_mb_per_s(coreutils) == 40.0
     with pytest.raises(LabError, match="no round-trip summary"):
         parse_rtt_ms("ping: sendto: Network unreachable")
     journal = (
