@@ -42,6 +42,9 @@ SubState=failed
 """
 
 
+SHOW_ARGV = ["systemctl", "show", "--property=Id,LoadState,ActiveState,SubState", "--"]
+
+
 class Recorder:
     """Records systemctl argument lists and answers with canned results."""
 
@@ -87,13 +90,34 @@ def test_systemctl_manager_links_units_and_uses_argument_lists(tmp_path: Path) -
         ["systemctl", "daemon-reload"],
         ["systemctl", "start", "--no-block", "hello.service"],
         ["systemctl", "stop", "--no-block", "hello.service"],
+        SHOW_ARGV + ["hello.service"],
         ["systemctl", "disable", "--runtime", "hello.service"],
+        ["systemctl", "reset-failed", "hello.service"],
     ]
     assert unit_file.read_text() == INSTALLABLE.text
     assert oct(unit_file.stat().st_mode & 0o777) == "0o644"
     assert not (tmp_path / "units" / "hello.service").exists()
     assert not (runtime / "hello.service").is_symlink()
     assert manager.loaded_units() == {"discovery.service": INSTALLABLE.hash}
+
+
+def test_unload_waits_for_the_queued_stop_then_resets_failed(tmp_path: Path) -> None:
+    """fleet's removeUnit resets a failed unit; a stop still running is waited for first,
+    so a container killed by its ExecStop leaves no failed unit behind."""
+    answers = iter(["deactivating", "deactivating", "failed"])
+
+    class Stopping(Recorder):
+        def __call__(self, argv: list[str], timeout: float) -> CommandResult:
+            if argv[1] == "show":
+                self.stdout = f"Id=x.service\nLoadState=loaded\nActiveState={next(answers)}\n"
+            return super().__call__(argv, timeout)
+
+    runner = Stopping()
+    manager = SystemctlUnitManager(str(tmp_path), runner=runner, runtime_directory=str(tmp_path))
+    manager.unload("x.service")
+    assert [argv[1] for argv in runner.calls] == [
+        "show", "show", "show", "disable", "reset-failed"
+    ]
 
 
 def test_systemctl_manager_user_mode_and_states(tmp_path: Path) -> None:

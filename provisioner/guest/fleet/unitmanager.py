@@ -169,13 +169,32 @@ class SystemctlUnitManager:
         self._systemctl(verb, "--runtime", "--force", str(path))
 
     def unload(self, name: str) -> None:
+        # As fleet's removeUnit (systemd/manager.go): disable, reset-failed, remove the
+        # file. The stop fleet queued just before (--no-block) may still be running;
+        # waiting for it first means a unit whose main process dies of the stop (a
+        # `docker run` answering `docker stop` with 137) leaves no failed unit behind.
+        self._wait_stopped(name)
         result = self._systemctl("disable", "--runtime", name, check=False)
         if result.returncode != 0:
             log.info("systemctl disable %s: %s", name, result.stderr.strip())
+        self._systemctl("reset-failed", name, check=False)
         link = self.runtime_dir / name
         if link.is_symlink() and link.readlink().parent == self.units_dir:
             link.unlink()
         (self.units_dir / name).unlink(missing_ok=True)
+
+    def _wait_stopped(self, name: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                state = self.states([name]).get(name)
+            except UnitManagerError as error:
+                log.info("cannot tell whether %s has stopped: %s", name, error)
+                return
+            if state is None or state.active_state not in ("deactivating", "activating"):
+                return
+            time.sleep(0.5)
+        log.info("%s still stopping after %.0f s; unloading it anyway", name, self.timeout)
 
     def reload(self) -> None:
         self._systemctl("daemon-reload")
