@@ -75,13 +75,9 @@ class OverlayFigures:
 
 
 def send(size_mb: int, nc: str, target: str) -> str:
-    """A shell line that pushes ``size_mb`` MB to ``target``'s sink and prints dd's summary
-    (dd writes it on stderr, kept apart from the data in a file)."""
-    summary = "/tmp/bench-dd.txt"
-    return (
-        f"dd if=/dev/zero bs=1000000 count={size_mb} 2>{summary} | {nc} -w 10 {target} {PORT};"
-        f" cat {summary}; rm -f {summary}"
-    )
+    """A shell line that pushes ``size_mb`` MB to ``target``'s sink; dd's summary (on its
+    stderr, apart from the data in the pipe) comes out with the line's output."""
+    return f"{{ dd if=/dev/zero bs=1000000 count={size_mb} | {nc} -w 10 {target} {PORT}; }} 2>&1"
 
 
 class LabShell:
@@ -113,8 +109,10 @@ def measure(shell: LabShell, nodes: Sequence[tuple[str, str]], backend: str, *,
         for name, _ip in nodes
     }
     sink = f"while true; do busybox nc -l -p {PORT} > /dev/null; done"
-    # the underlay: the nodes themselves on the lab network
-    shell.run(server, "sudo", "sh", "-c", f"nohup sh -c '{sink}' > /dev/null 2>&1 &")
+    # the underlay: the nodes themselves on the lab network (a unit of its own, so the
+    # sink outlives the SSH session that starts it)
+    shell.run(server, "sudo", "systemctl", "stop", "bench-sink", check=False)
+    shell.run(server, "sudo", "systemd-run", "--unit", "bench-sink", "sh", "-c", sink)
     # the overlay: a container on each node (docker starts on first use)
     shell.run(server, "sudo", "docker", "rm", "-f", "bench-sink", check=False)
     shell.run(server, "sudo", "docker", "run", "-d", "--name", "bench-sink", "busybox",
@@ -135,7 +133,7 @@ def measure(shell: LabShell, nodes: Sequence[tuple[str, str]], backend: str, *,
         sent = shell.run(client, *in_source, "sh", "-c", send(size_mb, "nc", container_ip))
         overlay = PathFigures(parse_rtt_ms(rtt), parse_dd_mb_per_s(sent))
     finally:
-        shell.run(server, "sudo", "pkill", "-f", f"nc -l -p {PORT}", check=False)
+        shell.run(server, "sudo", "systemctl", "stop", "bench-sink", check=False)
         for node, name in ((server, "bench-sink"), (client, "bench-source")):
             shell.run(node, "sudo", "docker", "rm", "-f", name, check=False)
     return OverlayFigures(backend, leases, underlay, overlay)

@@ -90,7 +90,7 @@ def test_systemctl_manager_links_units_and_uses_argument_lists(tmp_path: Path) -
         ["systemctl", "daemon-reload"],
         ["systemctl", "start", "--no-block", "hello.service"],
         ["systemctl", "stop", "--no-block", "hello.service"],
-        SHOW_ARGV + ["hello.service"],
+        [*SHOW_ARGV, "hello.service"],
         ["systemctl", "disable", "--runtime", "hello.service"],
         ["systemctl", "reset-failed", "hello.service"],
     ]
@@ -115,9 +115,7 @@ def test_unload_waits_for_the_queued_stop_then_resets_failed(tmp_path: Path) -> 
     runner = Stopping()
     manager = SystemctlUnitManager(str(tmp_path), runner=runner, runtime_directory=str(tmp_path))
     manager.unload("x.service")
-    assert [argv[1] for argv in runner.calls] == [
-        "show", "show", "show", "disable", "reset-failed"
-    ]
+    assert [argv[1] for argv in runner.calls] == ["show", "show", "show", "disable", "reset-failed"]
 
 
 def test_systemctl_manager_user_mode_and_states(tmp_path: Path) -> None:
