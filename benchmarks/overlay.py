@@ -2,9 +2,11 @@
 round trips and TCP throughput across nodes against the nodes' own addresses.
 
 Everything runs through `lab exec` as a user would: busybox ``ping`` for round trips,
-``dd`` into busybox ``nc`` for throughput (dd reports the seconds its writes took, which
-the receiver's pace bounds). The underlay is the same pair of nodes on the lab network,
-measured in the same run, so the figures are ratios against a floor of the same moment.
+``dd`` into busybox ``nc`` for throughput, timed from ``/proc/uptime`` before and after
+the whole transfer (the busybox image's dd prints no timing; the receiver's pace bounds the
+sender's, and nc ends when the receiver has read everything and hung up). The underlay is
+the same pair of nodes on the lab network, measured in the same run, so the figures are
+ratios against a floor of the same moment.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ from provisioner.errors import LabError
 PORT = 5001
 COMMAND_TIMEOUT = 600.0
 _RTT = re.compile(r"round-trip min/avg/max = [\d.]+/(?P<avg>[\d.]+)/[\d.]+ ms")
-# busybox dd (in the containers): "... copied, 1.5 seconds, ..."; coreutils dd (the node
-# itself): "20000000 bytes (20 MB, 19 MiB) copied, 1.5 s, 13.3 MB/s"
-_DD = re.compile(r"(?P<bytes>\d+) bytes \([^)]*\) copied, (?P<seconds>[\d.]+) s")
+_ELAPSED = re.compile(r"^transfer (?P<start>[\d.]+) (?P<end>[\d.]+)$", re.MULTILINE)
 _LEASE = re.compile(r"^\[\s*(?P<at>[\d.]+)\].*Allocated lease", re.MULTILINE)
 
 
@@ -36,12 +36,12 @@ def parse_rtt_ms(ping_output: str) -> float:
     return float(found["avg"])
 
 
-def parse_dd_mb_per_s(dd_output: str) -> float:
-    """MB/s (10^6 bytes) from dd's summary line (busybox's or coreutils')."""
-    found = _DD.search(dd_output)
+def parse_transfer_mb_per_s(output: str, size_mb: int) -> float:
+    """MB/s (10^6 bytes) of ``size_mb`` MB sent by a `send` line, from its uptime stamps."""
+    found = _ELAPSED.search(output)
     if found is None:
-        raise LabError(f"no transfer summary in dd's output: {dd_output.strip()[-200:]!r}")
-    return int(found["bytes"]) / 1e6 / max(float(found["seconds"]), 1e-6)
+        raise LabError(f"no transfer timing in the sender's output: {output.strip()[-200:]!r}")
+    return size_mb / max(float(found["end"]) - float(found["start"]), 0.01)
 
 
 def parse_lease_seconds(journal: str) -> float | None:
@@ -75,9 +75,13 @@ class OverlayFigures:
 
 
 def send(size_mb: int, nc: str, target: str) -> str:
-    """A shell line that pushes ``size_mb`` MB to ``target``'s sink; dd's summary (on its
-    stderr, apart from the data in the pipe) comes out with the line's output."""
-    return f"{{ dd if=/dev/zero bs=1000000 count={size_mb} | {nc} -w 10 {target} {PORT}; }} 2>&1"
+    """A shell line that pushes ``size_mb`` MB to ``target``'s sink and prints
+    ``transfer START END`` in seconds of uptime (10 ms resolution) around it."""
+    return (
+        "read start rest < /proc/uptime; "
+        f"dd if=/dev/zero bs=1000000 count={size_mb} 2>/dev/null | {nc} -w 10 {target} {PORT}; "
+        'read end rest < /proc/uptime; echo "transfer $start $end"'
+    )
 
 
 class LabShell:
@@ -108,15 +112,17 @@ def measure(shell: LabShell, nodes: Sequence[tuple[str, str]], backend: str, *,
         )
         for name, _ip in nodes
     }
-    sink = f"while true; do busybox nc -l -p {PORT} > /dev/null; done"
+    # A sink answers every connection (-ll) with a reader that drops the data and says
+    # nothing (a plain `nc -l` with stdin at /dev/null hangs up at once: dd then dies of
+    # SIGPIPE without its summary).
+    sink = ("nc", "-ll", "-p", str(PORT), "-e", "sh", "-c", "cat > /dev/null")
     # the underlay: the nodes themselves on the lab network (a unit of its own, so the
     # sink outlives the SSH session that starts it)
     shell.run(server, "sudo", "systemctl", "stop", "bench-sink", check=False)
-    shell.run(server, "sudo", "systemd-run", "--unit", "bench-sink", "sh", "-c", sink)
+    shell.run(server, "sudo", "systemd-run", "--unit", "bench-sink", "busybox", *sink)
     # the overlay: a container on each node (docker starts on first use)
     shell.run(server, "sudo", "docker", "rm", "-f", "bench-sink", check=False)
-    shell.run(server, "sudo", "docker", "run", "-d", "--name", "bench-sink", "busybox",
-              "sh", "-c", sink.replace("busybox nc", "nc"))  # fmt: skip
+    shell.run(server, "sudo", "docker", "run", "-d", "--name", "bench-sink", "busybox", *sink)
     shell.run(client, "sudo", "docker", "rm", "-f", "bench-source", check=False)
     shell.run(client, "sudo", "docker", "run", "-d", "--name", "bench-source", "busybox",
               "sleep", "3600")  # fmt: skip
@@ -128,10 +134,10 @@ def measure(shell: LabShell, nodes: Sequence[tuple[str, str]], backend: str, *,
     try:
         host_rtt = shell.run(client, "sudo", "busybox", "ping", "-q", "-c", str(pings), server_ip)
         host_send = shell.run(client, "sh", "-c", send(size_mb, "busybox nc", server_ip))
-        underlay = PathFigures(parse_rtt_ms(host_rtt), parse_dd_mb_per_s(host_send))
+        underlay = PathFigures(parse_rtt_ms(host_rtt), parse_transfer_mb_per_s(host_send, size_mb))
         rtt = shell.run(client, *in_source, "ping", "-q", "-c", str(pings), container_ip)
         sent = shell.run(client, *in_source, "sh", "-c", send(size_mb, "nc", container_ip))
-        overlay = PathFigures(parse_rtt_ms(rtt), parse_dd_mb_per_s(sent))
+        overlay = PathFigures(parse_rtt_ms(rtt), parse_transfer_mb_per_s(sent, size_mb))
     finally:
         shell.run(server, "sudo", "systemctl", "stop", "bench-sink", check=False)
         for node, name in ((server, "bench-sink"), (client, "bench-source")):

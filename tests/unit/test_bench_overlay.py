@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from benchmarks.overlay import (
     OverlayFigures,
     PathFigures,
-    parse_dd_mb_per_s,
     parse_lease_seconds,
     parse_rtt_ms,
+    parse_transfer_mb_per_s,
+    send,
 )
 from provisioner.errors import LabError
 
@@ -23,10 +27,9 @@ def test_busybox_outputs() -> None:
         "round-trip min/avg/max = 0.512/1.250/3.004 ms\n"
     )
     assert parse_rtt_ms(ping) == 1.25
-    dd = "50+0 records out\n50000000 bytes (47.7MB) copied, 2.000000 seconds, 23.8MB/s\n"
-    assert parse_dd_mb_per_s(dd) == 25.0
-    coreutils = "20000000 bytes (20 MB, 19 MiB) copied, 0.5 s, 40.0 MB/s\n"
-    assert parse_dd_mb_per_s(coreutils) == 40.0
+    assert parse_transfer_mb_per_s("transfer 100.25 102.75\n", 50) == 20.0
+    with pytest.raises(LabError, match="no transfer timing"):
+        parse_transfer_mb_per_s("nc: can't connect to remote host", 50)
     with pytest.raises(LabError, match="no round-trip summary"):
         parse_rtt_ms("ping: sendto: Network unreachable")
     journal = (
@@ -35,6 +38,17 @@ def test_busybox_outputs() -> None:
     )
     assert parse_lease_seconds(journal) == 12.503311
     assert parse_lease_seconds("-- No entries --") is None
+
+
+def test_the_send_line_times_a_transfer_in_a_real_shell(tmp_path: Path) -> None:
+    """The line runs in a POSIX shell as written; a stand-in nc reads the data."""
+    fake_nc = tmp_path / "nc"
+    fake_nc.write_text("#!/bin/sh\ncat > /dev/null\n")
+    fake_nc.chmod(0o755)
+    done = subprocess.run(["sh", "-c", send(3, str(fake_nc), "127.0.0.1")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert parse_transfer_mb_per_s(done.stdout, 3) > 0
+    assert done.stderr == ""
 
 
 def test_ratios_are_overlay_over_underlay() -> None:
