@@ -11,6 +11,8 @@ function; the box and discovery verbs' work lives in their packages.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -321,18 +323,34 @@ accel_option = click.option(
 @config_option
 @discovery_option
 @accel_option
+@click.option(
+    "--snapshot",
+    metavar="NAME",
+    help="Restore snapshot NAME if the lab has it; otherwise boot, verify and save it as NAME.",
+)
 @pass_context
 @handle_errors
 def up(
-    ctx: Context, nodes: int | None, config_file: Path | None, discovery: str | None, accel: str
+    ctx: Context,
+    nodes: int | None,
+    config_file: Path | None,
+    discovery: str | None,
+    accel: str,
+    snapshot: str | None,
 ) -> None:
     """Render, boot and verify the lab; resumes after an interruption."""
     from rich.console import Console
 
+    from provisioner.lifecycle import snapshots
     from provisioner.lifecycle import up as do_up
     from provisioner.progress import make_progress, summary_table
 
     lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    if snapshot is not None:
+        snapshots.check_name(snapshot)
+        if _has_snapshot(lab, snapshot):
+            _restore(lab, snapshot)
+            return
     progress = make_progress()
     try:
         result = do_up(lab, progress, accel=accel)
@@ -357,6 +375,122 @@ def up(
     if result.phase_seconds:
         timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.phase_seconds.items())
         console.print(f"accel {result.accel}; {timing}")
+    if snapshot is not None:
+        # the fast path's first run: only a verified lab is worth coming back to
+        from provisioner.checks.runner import render_report
+        from provisioner.operate import verify as run_verify
+
+        checked = run_verify(lab, junit=None, extra=())
+        click.echo(render_report(checked))
+        checked.raise_for_failures()
+        _save(lab, snapshot)
+
+
+def _has_snapshot(lab: Any, name: str) -> bool:
+    from provisioner.lifecycle import snapshots
+
+    with contextlib.suppress(LabError):  # no lab yet (no network, no VMs): nothing to restore
+        found = snapshots.find(lab, name)
+        return found is not None and found.complete
+    return False
+
+
+def _save(lab: Any, name: str) -> None:
+    from provisioner.lifecycle import snapshots
+    from provisioner.progress import make_progress
+
+    progress = make_progress()
+    try:
+        result = snapshots.save(lab, name, progress)
+    finally:
+        progress.close()
+    click.echo(
+        f"snapshot {result.name} of {len(result.nodes)} nodes saved in {result.seconds:.1f}s "
+        f"(the nodes stood still for {result.paused_seconds:.1f}s)"
+    )
+
+
+def _restore(lab: Any, name: str) -> None:
+    from provisioner.lifecycle import snapshots
+    from provisioner.progress import make_progress
+
+    progress = make_progress()
+    try:
+        result = snapshots.restore(lab, name, progress)
+    finally:
+        progress.close()
+    click.echo(
+        f"lab {lab.name} restored from snapshot {result.name} in {result.seconds:.1f}s "
+        f"(reverted in {result.paused_seconds:.1f}s): {result.detail}"
+    )
+
+
+@main.group()
+def snapshot() -> None:
+    """Save the whole lab (every node's disk and memory at one moment) and bring it back."""
+
+
+@snapshot.command("save")
+@click.argument("name")
+@pass_context
+@handle_errors
+def snapshot_save(ctx: Context, name: str) -> None:
+    """Pause every node, snapshot each, let them run again."""
+    _save(_load(ctx), name)
+
+
+@snapshot.command("restore")
+@click.argument("name")
+@pass_context
+@handle_errors
+def snapshot_restore(ctx: Context, name: str) -> None:
+    """Every node back to snapshot NAME at once, clocks stepped, readiness checked."""
+    _restore(_load(ctx), name)
+
+
+@snapshot.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+@handle_errors
+def snapshot_list(ctx: Context, as_json: bool) -> None:
+    """The lab's snapshots, oldest first."""
+    import datetime
+    import json
+
+    from rich.console import Console
+
+    from provisioner.lifecycle import snapshots
+    from provisioner.progress import summary_table
+
+    found = snapshots.listed(_load(ctx))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(s) for s in found], indent=2))
+        return
+    if not found:
+        click.echo("no snapshots (`lab snapshot save NAME` takes one)")
+        return
+    rows = [
+        [
+            s.name,
+            datetime.datetime.fromtimestamp(s.created).isoformat(sep=" ", timespec="seconds"),
+            ", ".join(s.nodes),
+            ", ".join(s.missing) or "-",
+        ]
+        for s in found
+    ]
+    Console().print(summary_table(("snapshot", "taken", "nodes", "missing"), rows))
+
+
+@snapshot.command("rm")
+@click.argument("name")
+@pass_context
+@handle_errors
+def snapshot_rm(ctx: Context, name: str) -> None:
+    """Delete snapshot NAME from every node."""
+    from provisioner.lifecycle import snapshots
+
+    removed = snapshots.remove(_load(ctx), name)
+    click.echo(f"snapshot {name} removed from {', '.join(removed)}")
 
 
 @main.command()

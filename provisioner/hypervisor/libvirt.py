@@ -284,6 +284,22 @@ class LibvirtHost:
         if dom.isActive():
             self._call(domain, "power off", dom.destroy)
 
+    def suspend(self, domain: str) -> None:
+        """Pause a running domain's CPUs (its memory and devices stay as they are)."""
+        dom = self._domain(domain)
+        if DomainState(dom.state()[0]) is DomainState.RUNNING:
+            self._call(domain, "pause", dom.suspend)
+
+    def resume(self, domain: str) -> None:
+        """Let a paused domain run again; nothing if it is not paused."""
+        dom = self._domain(domain)
+        if DomainState(dom.state()[0]) is DomainState.PAUSED:
+            self._call(domain, "resume", dom.resume)
+
+    def domain(self, name: str) -> libvirt.virDomain:
+        """The libvirt domain ``name`` (NodeError with a hint when it does not exist)."""
+        return self._domain(name)
+
     def shutdown(self, domain: str, *, timeout: float) -> None:
         """Ask the guest to shut down (ACPI) and wait until it is off."""
         dom = self._domain(domain)

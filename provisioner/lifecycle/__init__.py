@@ -6,12 +6,14 @@
 - :mod:`~provisioner.lifecycle.nodewait`: the one node waiter of ``up`` and ``start``;
 - :mod:`~provisioner.lifecycle.cluster`: the etcd and fleet checks;
 - :mod:`~provisioner.lifecycle.teardown`: drills (kill, stop, start), halt, logs, destroy;
+- :mod:`~provisioner.lifecycle.snapshots`: a whole lab saved and brought back;
 - :mod:`~provisioner.lifecycle.backends`: the factories for libvirt, Vagrant, SSH and
   the host that every step takes, so tests can hand in their own.
 """
 
 from __future__ import annotations
 
+from provisioner.lifecycle import snapshots
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.steps import PHASES, NodeReport, Run, UpResult, up
 from provisioner.lifecycle.teardown import (
@@ -38,6 +40,7 @@ __all__ = [
     "halt",
     "kill",
     "save_diagnostics",
+    "snapshots",
     "start",
     "stop",
     "up",

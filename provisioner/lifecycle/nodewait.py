@@ -47,7 +47,13 @@ class NodeWaiter:
         backends: Backends,
         book: StateFile,
         cancel: threading.Event | None = None,
+        *,
+        pinned: bool = False,
     ) -> None:
+        # pinned: the nodes run on from a known state (a restored snapshot) and their
+        # host keys are pinned already; nothing new reaches the console, so the wait
+        # goes banner -> login with the pins -> systemd.
+        self.pinned = pinned
         self.config = config
         self.progress = progress
         self.backends = backends
@@ -104,6 +110,32 @@ class NodeWaiter:
             cancelled=cancelled,
         )
         self.progress.update(node.name, "ssh banner", "ok", banner)
+        runner = self._pinned_runner(node) if self.pinned else self._pin(node, deadline)
+        self.runners[node.name] = runner
+        self.progress.update(node.name, "login", "running")
+        self._login(node, runner, deadline)
+        self.progress.update(node.name, "systemd", "running")
+        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
+        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
+        detail = facts.system_state + (
+            f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
+        )
+        self.progress.update(node.name, "systemd", "ok", detail)
+        return facts
+
+    def _pinned_runner(self, node: NodeSpec) -> NodeRunner:
+        state = self.book.state
+        if not state.host_keys.get(node.name):
+            raise HostError(
+                f"{node.name}: no pinned host keys in the lab's state",
+                hint="`lab destroy` and `lab up` make a lab whose keys are known",
+            )
+        return self.backends.runner(self.config, state, node)
+
+    def _pin(self, node: NodeSpec, deadline: float) -> NodeRunner:
+        """The host keys the guest printed on its console, checked against (or first
+        recorded as) the pins; a runner that trusts only those."""
+        cancelled = self.cancel.is_set
         self.progress.update(node.name, "host keys", "running")
         console = node_access.node_paths(self.config, node).console
         printed = wait_for(
@@ -122,17 +154,7 @@ class NodeWaiter:
             self.book.save()
             runner = self.backends.runner(self.config, state, node)
         self.progress.update(node.name, "host keys", "ok", ", ".join(sorted(printed)))
-        self.runners[node.name] = runner
-        self.progress.update(node.name, "login", "running")
-        self._login(node, runner, deadline)
-        self.progress.update(node.name, "systemd", "running")
-        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
-        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
-        detail = facts.system_state + (
-            f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
-        )
-        self.progress.update(node.name, "systemd", "ok", detail)
-        return facts
+        return runner
 
     def _login(self, node: NodeSpec, runner: NodeRunner, deadline: float) -> None:
         polls = itertools.count()
@@ -141,7 +163,7 @@ class NodeWaiter:
             # Until the agent has written authorized_keys (its console says so), a try
             # is a whole SSH handshake refused at the end, work an emulated guest feels
             # while it boots: try only now and then (the console could miss the line).
-            blind = not next(polls) % LOGIN_BLIND_EVERY
+            blind = self.pinned or not next(polls) % LOGIN_BLIND_EVERY
             if not blind:
                 self.console(node)
                 if not node_access.console_keys_authorized(self.config, node, runner.user):

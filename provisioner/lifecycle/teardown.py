@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.infra import DISCOVERY_STATE
+from provisioner.lifecycle.nodewait import NodeWaiter
 from provisioner.locks import file_lock, host_lock_path
 from provisioner.progress import Progress
 from provisioner.state import (
@@ -198,24 +199,38 @@ def start(
     backends: Backends | None = None,
 ) -> list[str]:
     """Boot stopped nodes and wait until they answer with their pinned host keys."""
-    from provisioner.lifecycle.nodewait import NodeWaiter
-
     backends = backends or default_backends(config.libvirt_uri)
     started = _each_node(config, names, lambda host, dom: host.start(dom), backends)
+    with ready_nodes(config, [config.node(name) for name in started], progress, backends):
+        pass
+    return started
+
+
+@contextlib.contextmanager
+def ready_nodes(
+    config: LabConfig,
+    chosen: Sequence[NodeSpec],
+    progress: Progress,
+    backends: Backends,
+    *,
+    pinned: bool = False,
+) -> Iterator[NodeWaiter]:
+    """Wait until every node in ``chosen`` is ready (see NodeWaiter), all in parallel;
+    the waiter, with a runner per node, until the block ends. A node that does not come
+    back fails the whole with every node's outcome, its console and journal saved."""
     book = StateFile(config.state_dir)
-    waiter = NodeWaiter(config, progress, backends, book)
-    chosen = [config.node(name) for name in started]
+    waiter = NodeWaiter(config, progress, backends, book, pinned=pinned)
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
             outcomes = list(pool.map(waiter.ready, chosen))
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            where = save_diagnostics(config, book.state, backends)
+            raise NodeError(
+                ", ".join(node.name for node in chosen),
+                "did not come back: " + "; ".join(str(f) for f in failures),
+                hint=f"consoles and journals saved in {where}",
+            )
+        yield waiter
     finally:
         waiter.close()
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
-    if failures:
-        where = save_diagnostics(config, book.state, backends)
-        raise NodeError(
-            ", ".join(started),
-            "did not come back: " + "; ".join(str(f) for f in failures),
-            hint=f"consoles and journals saved in {where}",
-        )
-    return started

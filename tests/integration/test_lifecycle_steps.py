@@ -8,7 +8,10 @@ does not do (a directory stands in for the pool; the real streams are tested in
 test_libvirt_system.py): the booting of real guests under the same steps is
 covered by the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted
 during the boot resumes, a second ``up`` on a running lab changes nothing,
-and one node that fails is reported with the others' outcomes kept.
+one node that fails is reported with the others' outcomes kept, and a lab's
+snapshot (the test driver keeps real libvirt snapshot objects; the real disks and
+memory are the VM tier's, tests/vm/test_snapshot_vm.py) is taken of every node
+with all paused, restored to all together, listed and removed.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import pytest
 from provisioner import nodes as node_access
 from provisioner.config import LabConfig, Overrides, build_config
 from provisioner.errors import HostKeyError, LabError
+from provisioner.hypervisor import snapshots as domain_snapshots
 from provisioner.hypervisor.libvirt import DomainState, LibvirtHost
 from provisioner.hypervisor.naming import network_name
-from provisioner.lifecycle import Backends, destroy, up
+from provisioner.lifecycle import Backends, destroy, snapshots, up
 from provisioner.progress import PlainProgress, Progress
 from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
 from provisioner.remote.runner import CommandResult, Runner
@@ -304,3 +308,44 @@ def test_destroy_removes_what_up_made(config: LabConfig) -> None:
     assert not (config.state_dir / "state.json").exists()
     assert not (config.state_dir / "libvirt-paths.json").exists()
     assert node_access.node_paths(config, config.nodes[0]).console.exists()  # logs stay
+
+
+def test_a_snapshot_holds_every_node_and_brings_them_back_together(config: LabConfig) -> None:
+    fakes = Fakes(config, FakeVagrant(config))
+    up(config, progress(), accel="tcg", backends=fakes.backends())
+    backends = fakes.backends()
+    domains = [node_access.domain_of(config, node) for node in config.nodes]
+    with pytest.raises(LabError, match="not valid"):
+        snapshots.save(config, "../clean", progress(), backends)
+
+    saved = snapshots.save(config, "clean", progress(), backends)
+    assert saved.nodes == ("core-01", "core-02", "core-03")
+    [found] = snapshots.listed(config, backends)
+    assert (found.name, found.nodes, found.complete) == ("clean", saved.nodes, True)
+    with LibvirtHost.open(TEST_URI) as host:
+        # taken while every node stood still; every node runs again afterwards
+        assert {snap.state for d in domains for snap in domain_snapshots.listed(host, d)} == {
+            "paused"
+        }
+        assert [host.state(d) for d in domains] == [DomainState.RUNNING] * 3
+        host.power_off(domains[1])  # a fault after the snapshot
+    with pytest.raises(LabError, match="already has a snapshot clean"):
+        snapshots.save(config, "clean", progress(), backends)
+    with pytest.raises(LabError, match=r"not every node runs: core-02 \(shutoff\)"):
+        snapshots.save(config, "later", progress(), backends)
+    with pytest.raises(LabError, match=r"has no snapshot other \(it has: clean\)"):
+        snapshots.restore(config, "other", progress(), backends)
+
+    fakes.calls.clear()
+    restored = snapshots.restore(config, "clean", progress(), backends)
+    with LibvirtHost.open(TEST_URI) as host:
+        assert [host.state(d) for d in domains] == [DomainState.RUNNING] * 3
+    assert fakes.calls == ["cluster"]
+    assert restored.detail == "etcd 3/3"
+    for name in ("core-01", "core-02", "core-03"):  # each guest's clock set to the host's
+        assert any(c[:4] == ("sudo", "date", "-u", "-s") for c in fakes.runners[name].commands)
+
+    assert snapshots.remove(config, "clean", backends) == saved.nodes
+    assert snapshots.listed(config, backends) == []
+    with pytest.raises(LabError, match="has no snapshot clean"):
+        snapshots.remove(config, "clean", backends)
