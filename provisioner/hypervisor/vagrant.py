@@ -14,6 +14,7 @@ Built on python-vagrant. Every command:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # progress bars redraw with ESC[K
 _HEADER = "=== "  # starts the line the log gets before each command
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# vagrant-libvirt's words when a network it listed a moment ago is gone
+RACED_NETWORK = "Network not found: no network with matching uuid"
 
 # The environment every vagrant command gets, over the caller's.
 BASE_ENV = {
@@ -173,13 +177,28 @@ class VagrantLab:
 
         Bring several nodes up with one call, not one process per node:
         vagrant-libvirt serialises the box upload with an in-process lock only.
+
+        vagrant-libvirt looks at every network of the host while it creates a domain;
+        another lab's network removed in between (its `lab destroy`) fails that node
+        with "Network not found". ``vagrant up`` is idempotent, so that failure is
+        retried once: nodes already up are left alone, the failed one is made again.
         """
-        self._call(
-            "up",
-            node,
-            timeout,
-            lambda v: v.up(vm_name=node, provider="libvirt", provision=provision),  # type: ignore[no-untyped-call]
-        )
+        deadline = time.monotonic() + timeout
+        for attempt in (1, 2):
+            start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._call(
+                    "up",
+                    node,
+                    max(1.0, deadline - time.monotonic()),
+                    lambda v: v.up(vm_name=node, provider="libvirt", provision=provision),  # type: ignore[no-untyped-call]
+                )
+            except LabError as exc:
+                if attempt == 2 or RACED_NETWORK not in self._log_since(start):
+                    raise
+                log.info("vagrant up met a network removed meanwhile; once more: %s", exc)
+            else:
+                return
 
     def halt(
         self,
