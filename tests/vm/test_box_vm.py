@@ -169,8 +169,13 @@ def test_box_guest_applies_cloud_config_and_runs_its_services(
         assert run(first, ["cat", "/etc/lab-box-test"]) == "written by cloud-config\n"
 
     def enabled_unit() -> None:
+        # the agent starts units after it wrote files; a login can come before that
+        def active() -> bool:
+            state = first.runner.run(["systemctl", "is-active", "box-hello.service"], timeout=60)
+            return state.stdout.strip() == "active"
+
+        eventually("box-hello.service started by the cloud-config agent", active, 120)
         assert run(first, ["systemctl", "is-enabled", "box-hello.service"]).strip() == "enabled"
-        assert run(first, ["systemctl", "is-active", "box-hello.service"]).strip() == "active"
 
     def etcd_single_member() -> None:
         def listed() -> bool:
