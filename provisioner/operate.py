@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,6 +182,7 @@ def _host_of(url: str) -> str:
 
 
 def exec_on(config: LabConfig, names: Sequence[str], argv: Sequence[str]) -> dict[str, Outcome]:
+    """``argv`` on each node, every argument one argument (quoted for the remote shell)."""
     if not argv:
         raise LabError("no command given", hint="lab exec core-01 -- uptime")
     with runners(config, names) as made:
@@ -246,14 +246,14 @@ def systemctl(config: LabConfig, node: str, args: Sequence[str]) -> CommandResul
 
 
 def ssh_argv(config: LabConfig, node: str, command: Sequence[str]) -> list[str]:
-    """OpenSSH with the lab's ssh_config (pinned known_hosts, the lab's key)."""
+    """OpenSSH with the lab's ssh_config (pinned known_hosts, the lab's key), forwarding
+    an agent that holds the lab's key; ``command`` is run as ``ssh host CMD`` runs it."""
+    from provisioner.remote.login import login_argv
+
     config.node(node)
     node_access.require_known_hosts(config)
     path = write_ssh_config(config)
-    argv = ["ssh", "-F", str(path), node]
-    if command:
-        argv += ["--", shlex.join(command)]
-    return argv
+    return login_argv(path, node, command, node_access.key_path(config))
 
 
 def write_ssh_config(config: LabConfig) -> Path:
