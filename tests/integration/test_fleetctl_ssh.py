@@ -14,8 +14,10 @@ forwarded agent gives fleetctl on a node. The remote command line is fleetctl ss
 
 from __future__ import annotations
 
+import base64
 import os
 import pty
+import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +31,11 @@ from provisioner.guest.fleet.remote import (
     ssh_argv,
     ssh_command_line,
 )
+from provisioner.nodes import replace_file_argv
+from provisioner.remote.hostkeys import sha256_fingerprint
 from provisioner.remote.login import with_agent
+from provisioner.remote.ssh import SSHRunner
+from provisioner.remote.sshconfig import HostSpec, render_system_known_hosts
 from tests.sshd_support import keygen, loopback_sshd
 
 pytestmark = pytest.mark.integration
@@ -205,3 +211,40 @@ def test_the_system_known_hosts_counts_as_openssh_has_it(machine: Machine, tmp_p
     assert loose["globalknownhostsfile"] == "/dev/null"
     assert loose["userknownhostsfile"] == "/dev/null"
     assert loose["stricthostkeychecking"] in ("no", "false")
+
+
+def test_a_key_in_the_nodes_system_known_hosts_is_accepted(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """What lab writes to every node's /etc/ssh/ssh_known_hosts (through the node's
+    pinned SSH connection, provisioner.nodes.share_host_keys) lets fleetctl's ssh in
+    with an empty --known-hosts-file, which stays empty. The file is written here to
+    a scratch path, and ssh pointed at it as the node's ssh reads /etc/ssh's."""
+    lab_known_hosts = f"{machine.known_hosts_name} {machine.host_key}\n"
+    text = render_system_known_hosts(
+        [HostSpec("core-02", "127.0.0.1", machine.port)], lab_known_hosts
+    )
+    system = tmp_path / "ssh_known_hosts"
+    pins = {"ED25519": sha256_fingerprint(base64.b64decode(machine.host_key.split()[1]))}
+    runner = SSHRunner(
+        "core-02",
+        "127.0.0.1",
+        port=machine.port,
+        user="root",
+        private_key=machine.client_key,
+        pinned_host_keys=pins,
+    )
+    try:
+        written = runner.run(replace_file_argv(str(system)), stdin=text)
+    finally:
+        runner.close()
+    assert written.rc == 0, written.stderr
+    assert system.read_text() == text
+    assert stat.S_IMODE(system.stat().st_mode) == 0o644
+    known = tmp_path / "fleetctl" / "known_hosts"
+    argv = fleetctl_ssh(machine, options(machine, known), "echo", "ok")
+    at = argv.index("ssh") + 1
+    argv[at:at] = ["-o", f"GlobalKnownHostsFile={system}"]
+    result = run_detached(argv)
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert not known.exists() or known.read_text() == ""
