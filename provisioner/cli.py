@@ -464,10 +464,14 @@ def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
 @pass_context
 @handle_errors
 def fleetctl(ctx: Context, args: tuple[str, ...]) -> None:
-    """fleetctl on a healthy node; local unit files named in ARGS are uploaded first."""
-    from provisioner.operate import fleetctl as run_fleetctl
+    """fleetctl on a healthy node; local unit files named in ARGS are uploaded first.
 
-    sys.exit(_print_outcome(None, run_fleetctl(_load(ctx), args)))
+    It runs in a `lab ssh` session (the lab's key in a forwarded agent), so that
+    status, journal and ssh reach units on the other nodes."""
+    from provisioner.operate import fleetctl_argv
+
+    argv = fleetctl_argv(_load(ctx), args)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with ssh, as intended
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

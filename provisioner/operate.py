@@ -14,7 +14,7 @@ from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
 from provisioner.readiness import member_endpoints
 from provisioner.remote.fanout import Outcome, run_all
-from provisioner.remote.runner import CommandResult
+from provisioner.remote.runner import CommandResult, quote_argv
 from provisioner.remote.ssh import SSHRunner
 from provisioner.state import LabState, load_state
 
@@ -235,10 +235,20 @@ def fleetctl_args(args: Sequence[str]) -> tuple[list[str], list[Path]]:
     return out, uploads
 
 
-def fleetctl(config: LabConfig, args: Sequence[str]) -> CommandResult:
+def fleetctl_argv(config: LabConfig, args: Sequence[str]) -> list[str]:
+    """``lab fleetctl``: the unit files named in ``args`` uploaded to a healthy node,
+    then the OpenSSH command that runs fleetctl there as ``lab ssh`` does, with an
+    agent holding the lab's key forwarded (fleetctl status/journal/ssh of a unit on
+    another node log in there with it). Each argument stays one argument."""
     node = pick_member(config)
     remote_args, uploads = fleetctl_args(args)
-    return run_tool(config, node, ["fleetctl", *remote_args], uploads=uploads)
+    if uploads:
+        with runners(config, [node.name]) as made:
+            runner = made[node.name]
+            runner.run(["mkdir", "-p", UPLOAD_DIR], timeout=30)
+            for path in uploads:
+                runner.upload(path, f"{UPLOAD_DIR}/{path.name}")
+    return ssh_argv(config, node.name, [quote_argv(["fleetctl", *remote_args])])
 
 
 def systemctl(config: LabConfig, node: str, args: Sequence[str]) -> CommandResult:

@@ -124,3 +124,24 @@ def test_lab_ssh_hands_every_word_after_the_node_on(
     assert result.exit_code == 0, result.output
     assert seen["ssh"] == ("core-01", command)
     assert seen["execvp"] == ("true", ["true"])
+
+
+def test_lab_fleetctl_runs_in_a_lab_ssh_session_with_each_argument_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`lab fleetctl ssh M "echo a; echo b"`: the node's fleetctl gets the line as one
+    argument (and joins it for the far machine's shell, as fleet's ssh.go does)."""
+    calls: list[tuple[str, list[str]]] = []
+
+    class Node:
+        name = "core-01"
+
+    monkeypatch.setattr(operate, "pick_member", lambda _config: Node())
+
+    def ssh_argv(_config: object, node: str, command: list[str]) -> list[str]:
+        calls.append((node, command))
+        return []
+
+    monkeypatch.setattr(operate, "ssh_argv", ssh_argv)
+    operate.fleetctl_argv(object(), ["ssh", "abc", "echo a; echo b"])  # type: ignore[arg-type]
+    assert calls == [("core-01", ["fleetctl ssh abc 'echo a; echo b'"])]
