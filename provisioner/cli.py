@@ -547,20 +547,28 @@ def _print_outcome(name: str | None, outcome: object) -> int:
     return 255
 
 
-@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+# After the node, every word is the command's: flags and a later "--" included.
+_COMMAND_AFTER_NODE = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+@main.command(name="exec", context_settings=_COMMAND_AFTER_NODE)
 @click.option("--all", "all_nodes", is_flag=True, help="Run on every node.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
 @pass_context
 @handle_errors
 def exec_(ctx: Context, all_nodes: bool, args: tuple[str, ...]) -> None:
-    """Run a command: lab exec NODE -- CMD..., or lab exec --all -- CMD..."""
+    """Run a command: lab exec NODE -- CMD..., or lab exec --all -- CMD...
+
+    Each argument stays one argument on the node (as kubectl exec and docker exec
+    do): `lab exec core-01 -- sh -c 'a | b'` runs sh with two arguments."""
     from provisioner.operate import exec_on
+    from provisioner.remote.login import command_words
 
     lab = _load(ctx)
     if all_nodes:
-        names, argv = [n.name for n in lab.nodes], list(args)
+        names, argv = [n.name for n in lab.nodes], command_words(args)
     else:
-        names, argv = [args[0]], list(args[1:])
+        names, argv = [args[0]], command_words(args[1:])
     outcomes = exec_on(lab, names, argv)
     if not all_nodes:
         sys.exit(_print_outcome(None, outcomes[names[0]]))
@@ -590,10 +598,14 @@ def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
 @pass_context
 @handle_errors
 def fleetctl(ctx: Context, args: tuple[str, ...]) -> None:
-    """fleetctl on a healthy node; local unit files named in ARGS are uploaded first."""
-    from provisioner.operate import fleetctl as run_fleetctl
+    """fleetctl on a healthy node; local unit files named in ARGS are uploaded first.
 
-    sys.exit(_print_outcome(None, run_fleetctl(_load(ctx), args)))
+    It runs in a `lab ssh` session (the lab's key in a forwarded agent), so that
+    status, journal and ssh reach units on the other nodes."""
+    from provisioner.operate import fleetctl_argv
+
+    argv = fleetctl_argv(_load(ctx), args)
+    os.execvp(argv[0], argv)  # noqa: S606 - replaces this process with ssh, as intended
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -608,13 +620,17 @@ def systemctl(ctx: Context, node: str, args: tuple[str, ...]) -> None:
     sys.exit(_print_outcome(None, run_systemctl(_load(ctx), node, args)))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(context_settings=_COMMAND_AFTER_NODE)
 @click.argument("node")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_context
 @handle_errors
 def ssh(ctx: Context, node: str, command: tuple[str, ...]) -> None:
-    """Open a shell on NODE (OpenSSH with the lab's key and pinned host keys)."""
+    """Open a shell on NODE, or run CMD there: lab ssh NODE [--] [CMD...]
+
+    OpenSSH with the lab's key and pinned host keys, forwarding an agent that holds
+    the lab's key (fleetctl on the node uses it). CMD's words are joined with spaces
+    and run by the node's shell, as `ssh host 'a | b'` does."""
     from provisioner.operate import ssh_argv
 
     argv = ssh_argv(_load(ctx), node, command)

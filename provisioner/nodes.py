@@ -16,6 +16,7 @@ from provisioner.remote.hostkeys import (
     console_shows_keys_authorized,
     parse_host_key_fingerprints,
 )
+from provisioner.remote.runner import Runner
 from provisioner.remote.ssh import SSHRunner
 from provisioner.state import KEY_FILE, LIBVIRT_PATHS_FILE, LabState
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
 
 KNOWN_HOSTS = "known_hosts"
+# On every node: each node's pinned host key, for SSH between nodes (fleetctl).
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+# sh -c SCRIPT PATH: PATH (mode 0644) becomes stdin, replaced in one rename.
+_REPLACE_FILE = 'umask 022 && cat > "$0.lab-new" && mv -f "$0.lab-new" "$0"'
 SSH_CONFIG = "ssh_config"
 LOG_DIR = "logs"
 
@@ -181,6 +186,33 @@ def write_known_hosts(config: LabConfig, lines: Mapping[str, str]) -> Path:
     text = "".join(f"{host} {rest}\n" for host, rest in sorted(existing.items()))
     atomic_write(path, text.encode(), mode=0o600)
     return path
+
+
+def replace_file_argv(path: str) -> list[str]:
+    """The command that replaces the file ``path`` (mode 0644) with its stdin atomically."""
+    return ["sh", "-c", _REPLACE_FILE, path]
+
+
+def system_known_hosts_text(config: LabConfig) -> str:
+    """The nodes' ``/etc/ssh/ssh_known_hosts``: every pinned node's key, from the lab's."""
+    from provisioner.remote.sshconfig import HostSpec, render_system_known_hosts
+
+    path = config.state_dir / KNOWN_HOSTS
+    lab_known_hosts = path.read_text() if path.exists() else ""
+    hosts = [HostSpec(node.name, node.ip) for node in config.nodes]
+    return render_system_known_hosts(hosts, lab_known_hosts)
+
+
+def share_host_keys(config: LabConfig, runners: Mapping[str, Runner]) -> None:
+    """Write every pinned node's host key to ``/etc/ssh/ssh_known_hosts`` on each of
+    ``runners``' nodes, so that SSH from node to node checks host keys. Run whenever
+    keys are pinned (each ``lab up``), it also tells older nodes about newer ones.
+    Raises RemoteError naming every node that could not be written."""
+    from provisioner.remote.fanout import raise_for_failures, run_all
+
+    argv = ["sudo", *replace_file_argv(SYSTEM_KNOWN_HOSTS)]
+    text = system_known_hosts_text(config)
+    raise_for_failures(argv, run_all(list(runners.values()), argv, timeout=60, stdin=text))
 
 
 def ssh_config_text(config: LabConfig) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
 from provisioner.readiness import member_endpoints
 from provisioner.remote.fanout import Outcome, run_all
-from provisioner.remote.runner import CommandResult
+from provisioner.remote.runner import CommandResult, quote_argv
 from provisioner.remote.ssh import SSHRunner
 from provisioner.state import LabState, load_state
 
@@ -183,6 +182,7 @@ def _host_of(url: str) -> str:
 
 
 def exec_on(config: LabConfig, names: Sequence[str], argv: Sequence[str]) -> dict[str, Outcome]:
+    """``argv`` on each node, every argument one argument (quoted for the remote shell)."""
     if not argv:
         raise LabError("no command given", hint="lab exec core-01 -- uptime")
     with runners(config, names) as made:
@@ -235,10 +235,20 @@ def fleetctl_args(args: Sequence[str]) -> tuple[list[str], list[Path]]:
     return out, uploads
 
 
-def fleetctl(config: LabConfig, args: Sequence[str]) -> CommandResult:
+def fleetctl_argv(config: LabConfig, args: Sequence[str]) -> list[str]:
+    """``lab fleetctl``: the unit files named in ``args`` uploaded to a healthy node,
+    then the OpenSSH command that runs fleetctl there as ``lab ssh`` does, with an
+    agent holding the lab's key forwarded (fleetctl status/journal/ssh of a unit on
+    another node log in there with it). Each argument stays one argument."""
     node = pick_member(config)
     remote_args, uploads = fleetctl_args(args)
-    return run_tool(config, node, ["fleetctl", *remote_args], uploads=uploads)
+    if uploads:
+        with runners(config, [node.name]) as made:
+            runner = made[node.name]
+            runner.run(["mkdir", "-p", UPLOAD_DIR], timeout=30)
+            for path in uploads:
+                runner.upload(path, f"{UPLOAD_DIR}/{path.name}")
+    return ssh_argv(config, node.name, [quote_argv(["fleetctl", *remote_args])])
 
 
 def systemctl(config: LabConfig, node: str, args: Sequence[str]) -> CommandResult:
@@ -246,14 +256,14 @@ def systemctl(config: LabConfig, node: str, args: Sequence[str]) -> CommandResul
 
 
 def ssh_argv(config: LabConfig, node: str, command: Sequence[str]) -> list[str]:
-    """OpenSSH with the lab's ssh_config (pinned known_hosts, the lab's key)."""
+    """OpenSSH with the lab's ssh_config (pinned known_hosts, the lab's key), forwarding
+    an agent that holds the lab's key; ``command`` is run as ``ssh host CMD`` runs it."""
+    from provisioner.remote.login import login_argv
+
     config.node(node)
     node_access.require_known_hosts(config)
     path = write_ssh_config(config)
-    argv = ["ssh", "-F", str(path), node]
-    if command:
-        argv += ["--", shlex.join(command)]
-    return argv
+    return login_argv(path, node, command, node_access.key_path(config))
 
 
 def write_ssh_config(config: LabConfig) -> Path:

@@ -192,6 +192,10 @@ class Run:
                 f"{len(failures)} of {len(outcomes)} nodes are not ready:\n"
                 + "\n".join(f"  {f}" for f in failures)
             )
+        # every node learns every pinned node's key, for SSH between nodes (fleetctl)
+        node_access.share_host_keys(
+            self.config, {n.name: self.runners[n.name] for n in self.config.nodes}
+        )
         degraded = [
             f"{n}: {', '.join(f.failed_units)}" for n, f in self.facts.items() if f.failed_units
         ]

@@ -17,6 +17,7 @@ def run_all(
     *,
     timeout: float | None = None,
     max_workers: int | None = None,
+    stdin: str | None = None,
 ) -> dict[str, Outcome]:
     """Run ``argv`` on every runner at once; each host's result or exception by name.
 
@@ -31,7 +32,7 @@ def run_all(
 
     def one(runner: Runner) -> Outcome:
         try:
-            return runner.run(argv, timeout=timeout)
+            return runner.run(argv, timeout=timeout, stdin=stdin)
         except Exception as exc:  # noqa: BLE001 - kept as this host's outcome
             return exc
 

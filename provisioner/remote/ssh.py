@@ -30,7 +30,7 @@ from provisioner.remote.hostkeys import (
     sha256_fingerprint,
 )
 from provisioner.remote.runner import CommandResult, quote_argv
-from provisioner.remote.sshconfig import ssh_options
+from provisioner.remote.sshconfig import known_hosts_name, ssh_options
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 300.0
@@ -328,11 +328,6 @@ class SSHRunner:
 
 
 # --- the lab's ssh_config and known_hosts -------------------------------------
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def known_hosts_pins(path: Path, host: str, port: int) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The lab's ssh_config: one ``Host`` block per node, trusting only the lab's known_hosts.
+"""The lab's ssh_config: one ``Host`` block per node, trusting only the lab's known_hosts;
+and the nodes' own system-wide known_hosts, with every node's pinned key.
 
 ``lab ssh-config`` prints :func:`render_ssh_config`'s text, ``lab verify`` writes it
 to a file, and both OpenSSH (``ssh -F``) and the lab's SSH client read it
@@ -95,6 +96,33 @@ def render_ssh_config(nodes: Sequence[HostSpec], key_path: Path, known_hosts_pat
             "  KbdInteractiveAuthentication no",
             f"  ConnectTimeout {CONNECT_TIMEOUT}",
             f"  ServerAliveInterval {KEEPALIVE_INTERVAL}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def render_system_known_hosts(nodes: Sequence[HostSpec], lab_known_hosts: str) -> str:
+    """``/etc/ssh/ssh_known_hosts`` for the nodes: each node's key from the lab's
+    known_hosts (one line per address, keys verified against the pins), listed under
+    the node's name and its address, so that node-to-node SSH (fleetctl to a
+    machine's PublicIP) checks keys. Nodes without a pinned key are left out."""
+    keys: dict[str, list[str]] = {}
+    for line in lab_known_hosts.splitlines():
+        host, _, key = line.strip().partition(" ")
+        if host and not host.startswith("#") and key:
+            keys.setdefault(host, []).append(key.strip())
+    lines = ["# Every lab node's SSH host key, as the lab pinned it from the node's console."]
+    for node in nodes:
+        _check_host(node)
+        names = (
+            f"{known_hosts_name(node.name, node.port)},{known_hosts_name(node.address, node.port)}"
+        )
+        lines += [
+            f"{names} {key}" for key in keys.get(known_hosts_name(node.address, node.port), [])
         ]
     return "\n".join(lines) + "\n"
 

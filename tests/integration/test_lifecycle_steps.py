@@ -57,6 +57,8 @@ class FakeRunner:
     broken: LabError | None = None
     commands: list[tuple[str, ...]] = field(default_factory=list)
     user: str = "core"
+    address: str = ""
+    stdin: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     def run(
         self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
@@ -64,6 +66,8 @@ class FakeRunner:
         if self.broken is not None:
             raise self.broken
         self.commands.append(tuple(argv))
+        if stdin is not None:
+            self.stdin[tuple(argv)] = stdin
         if list(argv) == ["cat", "/etc/machine-id"]:
             return CommandResult(0, f"{uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex}\n", "")
         if "is-system-running" in argv:
@@ -79,7 +83,7 @@ class FakeRunner:
         pass
 
     def known_hosts_entry(self) -> str:
-        return f"{self.name} ssh-ed25519 AAAA"
+        return f"{self.address} ssh-ed25519 AAAA{self.name}"
 
 
 class StreamlessHost(LibvirtHost):
@@ -151,7 +155,7 @@ class Fakes:
         def runner(config: LabConfig, state: LabState, node: object) -> FakeRunner:
             name = node.name  # type: ignore[attr-defined]
             assert state.host_keys[name], "a runner is made only once the keys are pinned"
-            made = FakeRunner(name, self.broken.get(name))
+            made = FakeRunner(name, self.broken.get(name), address=node.ip)  # type: ignore[attr-defined]
             self.runners[name] = made
             return made
 
@@ -244,6 +248,11 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     assert sorted(state.host_keys) == ["core-01", "core-02", "core-03"]
     assert len(set(state.machine_ids.values())) == 3
     assert (config.state_dir / "known_hosts").exists()
+    # every node was given every node's pinned key, under its name and address
+    share = ("sudo", *node_access.replace_file_argv(node_access.SYSTEM_KNOWN_HOSTS))
+    for node in config.nodes:
+        written = fakes.runners[node.name].stdin[share].splitlines()
+        assert written[1:] == [f"{n.name},{n.ip} ssh-ed25519 AAAA{n.name}" for n in config.nodes]
     # the consoles were read back through "libvirt" into .lab/logs, where lab reads them
     for node in config.nodes:
         assert "BEGIN SSH HOST KEY" in node_access.node_paths(config, node).console.read_text()
@@ -285,6 +294,8 @@ def test_a_failed_node_is_reported_with_the_others_kept(config: LabConfig) -> No
     assert "core-01" in known_hosts
     assert "core-03" in known_hosts
     assert "core-02" not in known_hosts
+    share = ("sudo", *node_access.replace_file_argv(node_access.SYSTEM_KNOWN_HOSTS))
+    assert all(share not in runner.commands for runner in fakes.runners.values())
     assert "cluster" not in fakes.calls  # the cluster is not checked with a node down
     logs = node_access.log_dir(config)
     assert (logs / "core-01.journal").read_text() == "journal of core-01\n"

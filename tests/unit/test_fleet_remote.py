@@ -9,14 +9,35 @@ import pytest
 from provisioner.guest.fleet.client import ApiEndpoint, parse_api_endpoint
 from provisioner.guest.fleet.commands import journal_argv
 from provisioner.guest.fleet.errors import FleetError
-from provisioner.guest.fleet.remote import SshOptions, ssh_argv, tunnel_address
+from provisioner.guest.fleet.remote import (
+    SshOptions,
+    host_key_options,
+    remote_command_line,
+    ssh_argv,
+    ssh_command_line,
+    tunnel_address,
+)
 from provisioner.guest.fleet.tunnel import tunnel_argv
 
 pytestmark = pytest.mark.unit
 
 
-def test_ssh_argv_quotes_the_remote_command() -> None:
-    argv = ssh_argv("10.0.0.2", ["systemctl", "status", "-l", "x$(reboot).service"], SshOptions())
+def test_status_and_journal_quote_each_word() -> None:
+    """fleetctl/ssh.go runRemoteCommand quotes each argument (Go %q; here shlex)."""
+    line = remote_command_line(["systemctl", "status", "-l", "x$(reboot).service"])
+    assert line == "systemctl status -l 'x$(reboot).service'"
+
+
+def test_fleetctl_ssh_joins_its_arguments_for_the_remote_shell() -> None:
+    """fleetctl/ssh.go runSSH: pkg.TrimToDashes, then strings.Join(args, " ")."""
+    assert ssh_command_line(["echo a; echo b"]) == "echo a; echo b"
+    assert ssh_command_line(["ls", "-l", "/a b"]) == "ls -l /a b"
+    assert ssh_command_line(["ignored", "--", "ps", "aux", "|", "grep", "x"]) == "ps aux | grep x"
+    assert ssh_command_line([]) == ""
+
+
+def test_ssh_argv_with_fleets_default_flags() -> None:
+    argv = ssh_argv("10.0.0.2", "echo a; echo b", SshOptions(), tty=False)
     known = str(Path("~/.fleetctl/known_hosts").expanduser())
     assert argv == [
         "ssh",
@@ -27,10 +48,17 @@ def test_ssh_argv_quotes_the_remote_command() -> None:
         "-o",
         "ConnectTimeout=10",
         "-o",
+        "StrictHostKeyChecking=ask",
+        "-o",
         f"UserKnownHostsFile={known}",
+        "-o",
+        "HashKnownHosts=no",
+        "-o",
+        "PreferredAuthentications=publickey",
+        "-T",
         "10.0.0.2",
         "--",
-        "systemctl status -l 'x$(reboot).service'",
+        "echo a; echo b",
     ]
 
 
@@ -43,7 +71,7 @@ def test_ssh_argv_options() -> None:
         strict_host_key_checking=False,
         timeout=2.5,
     )
-    argv = ssh_argv("10.0.0.3", None, options, tty=True)
+    argv = ssh_argv("10.0.0.3", "", options, tty=True)
     assert argv == [
         "ssh",
         "-l",
@@ -56,12 +84,21 @@ def test_ssh_argv_options() -> None:
         "StrictHostKeyChecking=no",
         "-o",
         "UserKnownHostsFile=/dev/null",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "PreferredAuthentications=publickey",
         "-A",
         "-J",
         "bastion:22",
         "-t",
         "10.0.0.3",
     ]
+
+
+def test_known_hosts_file_is_expanded() -> None:
+    options = SshOptions(known_hosts_file="/etc/fleet/known_hosts")
+    assert host_key_options(options)[3] == "UserKnownHostsFile=/etc/fleet/known_hosts"
 
 
 def test_tunnel_address_gets_the_default_port() -> None:

@@ -107,6 +107,7 @@ def fleetctl(
     *argv: str,
     env: Mapping[str, str] | None = None,
     machine_id_file: Path | None = None,
+    terminal: bool = False,
 ) -> Result:
     out, err = io.StringIO(), io.StringIO()
     commands: list[list[str]] = []
@@ -127,6 +128,7 @@ def fleetctl(
         client_factory=factory,
         runner=runner,
         machine_id_path=str(machine_id_file or "/nonexistent/machine-id"),
+        stdin_is_terminal=lambda: terminal,
     )
     return Result(code, out.getvalue(), err.getvalue(), commands)
 
@@ -427,7 +429,10 @@ def test_journal_arguments_and_refusals(cluster: MemoryCluster) -> None:
     assert result.commands[0][-1] == (
         "sudo journalctl --unit web.service --no-pager -n 5 --output cat -f"
     )
-    assert "-t" in result.commands[0]
+    # a terminal only when fleetctl's stdin is one (ssh/ssh.go makeSession), -f or not
+    assert "-T" in result.commands[0]
+    followed = fleetctl(cluster, "journal", "-f", "web", terminal=True)
+    assert "-t" in followed.commands[0]
     assert fleetctl(cluster, "journal").err == "One unit file must be provided.\n"
     assert fleetctl(cluster, "journal", "g").err == (
         "Unable to retrieve journal of global unit g.service.\n"
@@ -445,8 +450,10 @@ def test_ssh_target_lookup(cluster: MemoryCluster) -> None:
     ambiguous = fleetctl(cluster, "ssh", "a")
     assert (ambiguous.code, ambiguous.err) == (1, "could not find matching unit or machine\n")
     assert fleetctl(cluster, "ssh", "-m", "a").err == "found more than one machine\n"
-    shell = fleetctl(cluster, "ssh", "--machine", "ab", "--ssh-port", "2200")
+    shell = fleetctl(cluster, "ssh", "--machine", "ab", "--ssh-port", "2200", terminal=True)
     assert shell.commands[0][-2:] == ["-t", "10.0.0.2"]
+    piped = fleetctl(cluster, "ssh", "--machine", "ab")
+    assert piped.commands[0][-2:] == ["-T", "10.0.0.2"]
     assert "2200" in shell.commands[0]
     both = fleetctl(cluster, "ssh", "-m", "ab", "-u", "web")
     assert both.err == "Both machine and unit flags provided, please specify only one.\n"
@@ -454,6 +461,19 @@ def test_ssh_target_lookup(cluster: MemoryCluster) -> None:
     clash = fleetctl(cluster, "ssh", "ab")
     assert clash.err.startswith("ambiguous argument, both machine and unit found for `ab`.")
     assert fleetctl(cluster, "ssh", "zz").err == "could not find matching unit or machine\n"
+
+
+def test_ssh_runs_a_quoted_command_line(cluster: MemoryCluster) -> None:
+    """fleetctl/ssh.go runSSH: the words after the target, joined with spaces, are
+    one command line for the remote shell; after ``--`` flags are the command's."""
+    cluster.add("web.service", PLAIN, LAUNCHED, LAUNCHED, REMOTE.id)
+    line = fleetctl(cluster, "ssh", "ab", "echo a; echo b")
+    assert line.commands[0][-3:] == ["10.0.0.2", "--", "echo a; echo b"]
+    words = fleetctl(cluster, "ssh", "web", "--", "ps", "aux", "|", "grep", "-c", "x")
+    assert words.commands[0][-3:] == ["10.0.0.2", "--", "ps aux | grep -c x"]
+    by_flag = fleetctl(cluster, "ssh", "-u", "web", "uname -a && uptime")
+    assert by_flag.commands[0][-3:] == ["10.0.0.2", "--", "uname -a && uptime"]
+    assert "-T" in by_flag.commands[0]
 
 
 def test_errors_from_the_cluster_become_messages(tmp_path: Path) -> None:

@@ -18,11 +18,8 @@ from provisioner.remote.hostkeys import (
     parse_host_key_fingerprints,
     sha256_fingerprint,
 )
-from provisioner.remote.ssh import (
-    disabled_host_key_algorithms,
-    known_hosts_name,
-    known_hosts_pins,
-)
+from provisioner.remote.ssh import disabled_host_key_algorithms, known_hosts_pins
+from provisioner.remote.sshconfig import known_hosts_name
 
 pytestmark = pytest.mark.unit
 

@@ -10,6 +10,7 @@ from provisioner.errors import ConfigError
 from provisioner.remote.sshconfig import (
     HostSpec,
     render_ssh_config,
+    render_system_known_hosts,
     ssh_options,
     write_ssh_config,
 )
@@ -124,3 +125,26 @@ def test_options_refuse_lax_host_key_checking(value: str) -> None:
 def test_options_for_an_unknown_alias_are_refused() -> None:
     with pytest.raises(ConfigError, match="Host core-09: no IdentityFile"):
         ssh_options(render_ssh_config(NODES, KEY, KNOWN), "core-09")
+
+
+def test_system_known_hosts_lists_every_pinned_node_by_name_and_address() -> None:
+    lab_known_hosts = (
+        "10.0.0.101 ssh-ed25519 AAAAone\n"
+        "10.0.0.103 ssh-ed25519 AAAAthree\n"
+        "[127.0.0.1]:2222 ssh-ed25519 AAAAloop\n"
+    )
+    nodes = [
+        HostSpec("core-01", "10.0.0.101"),
+        HostSpec("core-02", "10.0.0.102"),  # not pinned yet: left out
+        HostSpec("core-03", "10.0.0.103"),
+        HostSpec("loop", "127.0.0.1", 2222),
+    ]
+    text = render_system_known_hosts(nodes, lab_known_hosts)
+    assert text.splitlines()[1:] == [
+        "core-01,10.0.0.101 ssh-ed25519 AAAAone",
+        "core-03,10.0.0.103 ssh-ed25519 AAAAthree",
+        "[loop]:2222,[127.0.0.1]:2222 ssh-ed25519 AAAAloop",
+    ]
+    assert text.startswith("# ")
+    with pytest.raises(ConfigError):
+        render_system_known_hosts([HostSpec("bad name", "10.0.0.1")], lab_known_hosts)

@@ -37,8 +37,10 @@ from provisioner.guest.fleet.registry import UnitView
 from provisioner.guest.fleet.remote import (
     SshOptions,
     ensure_known_hosts_dir,
+    remote_command_line,
     run_command,
     ssh_argv,
+    ssh_command_line,
 )
 from provisioner.guest.fleet.requirements import unrecognized_keys, validate_options
 from provisioner.guest.fleet.unitfile import (
@@ -77,6 +79,8 @@ class Context:
     run: Callable[[list[str]], int] = run_command
     sleep: Callable[[float], None] = time.sleep
     local_machine_id: Callable[[], str] = field(default=lambda: "")
+    # fleet's ssh sessions get a terminal when fleetctl's stdin is one (ssh/ssh.go makeSession)
+    stdin_is_terminal: Callable[[], bool] = field(default=lambda: False)
     _machines: dict[str, MachineState] | None = None
 
     def stdout(self, text: str) -> None:
@@ -579,8 +583,9 @@ def run_cat(ctx: Context, _opts: dict[str, Any], args: list[str]) -> int:
 
 
 # -- commands that run on the unit's machine ---------------------------------------------
-def run_on_machine(ctx: Context, machine_id: str, argv: list[str], *, tty: bool = False) -> int:
-    """Run ``argv`` on ``machine_id``: locally if that is this machine, else over ssh."""
+def run_on_machine(ctx: Context, machine_id: str, argv: list[str]) -> int:
+    """Run ``argv`` on ``machine_id``: locally if that is this machine, else over ssh
+    (fleetctl/ssh.go ``runCommand``)."""
     if machine_id and machine_id == ctx.local_machine_id():
         return ctx.run(argv)
     machine = ctx.machines().get(machine_id)
@@ -588,7 +593,8 @@ def run_on_machine(ctx: Context, machine_id: str, argv: list[str], *, tty: bool 
         ctx.stderr(f"Error: unable to find the public IP of machine {machine_id}")
         return 1
     ensure_known_hosts_dir(ctx.ssh)
-    return ctx.run(ssh_argv(machine.public_ip, argv, ctx.ssh, tty=tty))
+    command = remote_command_line(argv)
+    return ctx.run(ssh_argv(machine.public_ip, command, ctx.ssh, tty=ctx.stdin_is_terminal()))
 
 
 def _ssh_options(ctx: Context, opts: dict[str, Any]) -> SshOptions:
@@ -667,7 +673,7 @@ def run_journal(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         follow=bool(opts.get("follow")),
         sudo=bool(opts.get("sudo")),
     )
-    return run_on_machine(ctx, unit.machine_id, argv, tty=bool(opts.get("follow")))
+    return run_on_machine(ctx, unit.machine_id, argv)
 
 
 def _machine_by_prefix(ctx: Context, lookup: str) -> tuple[MachineState | None, str]:
@@ -730,7 +736,8 @@ def run_ssh(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         ctx.stderr(problem or "Requested machine could not be found.")
         return 1
     ensure_known_hosts_dir(ctx.ssh)
-    return ctx.run(ssh_argv(target.public_ip, command or None, ctx.ssh, tty=not command))
+    line = ssh_command_line(command)
+    return ctx.run(ssh_argv(target.public_ip, line, ctx.ssh, tty=ctx.stdin_is_terminal()))
 
 
 def run_verify(ctx: Context, _opts: dict[str, Any], _args: list[str]) -> int:

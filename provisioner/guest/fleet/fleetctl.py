@@ -589,6 +589,10 @@ def ssh_options(values: Mapping[str, Any]) -> SshOptions:
     )
 
 
+def _stdin_isatty() -> bool:
+    return sys.stdin.isatty()
+
+
 def run(
     argv: list[str],
     *,
@@ -598,6 +602,7 @@ def run(
     client_factory: Callable[[Mapping[str, Any]], FleetClient] | None = None,
     runner: Callable[[list[str]], int] = run_command,
     machine_id_path: str = "/etc/machine-id",
+    stdin_is_terminal: Callable[[], bool] = _stdin_isatty,
 ) -> int:
     """fleetctl with explicit environment and streams; returns the exit status."""
     if argv[:1] in (["-v"], ["--version"]):
@@ -613,7 +618,9 @@ def run(
     early = _run_without_client(parsed, out, err)
     if early is not None:
         return early
-    return _run_with_client(parsed, out, err, client_factory, runner, machine_id_path)
+    return _run_with_client(
+        parsed, out, err, client_factory, runner, machine_id_path, stdin_is_terminal
+    )
 
 
 def _run_without_client(parsed: ParsedArgs, out: TextIO, err: TextIO) -> int | None:
@@ -639,6 +646,7 @@ def _run_with_client(
     client_factory: Callable[[Mapping[str, Any]], FleetClient] | None,
     runner: Callable[[list[str]], int],
     machine_id_path: str,
+    stdin_is_terminal: Callable[[], bool],
 ) -> int:
     command = parsed.command
     values = parsed.global_values
@@ -662,6 +670,7 @@ def _run_with_client(
         ssh=ssh_options(values),
         run=runner,
         local_machine_id=lambda: read_local_machine_id(machine_id_path),
+        stdin_is_terminal=stdin_is_terminal,
     )
     assert command.run is not None
     try:

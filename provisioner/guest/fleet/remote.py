@@ -1,9 +1,30 @@
 """Running things on other machines for fleetctl: ssh argument lists and fd-forward.
 
 fleetctl's ``status``/``journal``/``ssh`` run their command on the unit's machine:
-directly when that is this machine, else through the system ``ssh`` client to
-the machine's public IP. Arguments are always lists; the remote command line is
-built with ``shlex.quote`` so unit names can never become shell syntax.
+directly when that is this machine, else through the system OpenSSH ``ssh`` client
+to the machine's public IP. fleet's own SSH client (coreos/fleet ssh/ssh.go,
+ssh/known_hosts.go) is mapped onto OpenSSH options by :func:`ssh_argv`:
+
+* the remote command is one command line that the remote shell runs. ``fleetctl
+  ssh`` joins its arguments with spaces (fleetctl/ssh.go ``runSSH``:
+  ``strings.Join(args, " ")``), so ``fleetctl ssh M "echo a; echo b"`` runs a shell
+  line; ``status``/``journal`` quote each word (fleetctl/ssh.go ``runRemoteCommand``
+  quotes with Go's ``%q``; here ``shlex.quote``, so a unit name never becomes shell
+  syntax);
+* a terminal is requested exactly when fleetctl's stdin is one (ssh/ssh.go
+  ``makeSession``): ``-t``, else ``-T``;
+* ``--strict-host-key-checking`` (fleetctl/fleetctl.go ``getChecker``): when true,
+  a key is accepted if the ``--known-hosts-file`` (or, as OpenSSH does, the
+  system-wide ``/etc/ssh/ssh_known_hosts``) lists it for the address; a changed
+  key is refused with the "REMOTE HOST IDENTIFICATION HAS CHANGED" warning; an
+  unknown key is asked about (``StrictHostKeyChecking=ask``) and, once accepted,
+  appended to ``--known-hosts-file`` in fleet's plain ``host key`` form
+  (``HashKnownHosts=no``; fleet cannot read hashed names). Without a terminal
+  there is no one to ask and the key is refused with ``Host key verification
+  failed.`` (fleet reads the answer from stdin, which then holds no "yes").
+  When false no key is checked and none is recorded (fleet passes no checker);
+* fleet authenticates with the keys of the ssh-agent at ``SSH_AUTH_SOCK`` only
+  (ssh/ssh.go ``sshClientConfig``): public keys only, never a password prompt.
 """
 
 from __future__ import annotations
@@ -40,30 +61,56 @@ def tunnel_address(tunnel: str) -> str:
     return tunnel
 
 
-def ssh_argv(
-    host: str,
-    command: list[str] | None,
-    options: SshOptions,
-    *,
-    tty: bool = False,
-) -> list[str]:
-    """The ``ssh`` argument list that runs ``command`` (or a shell) on ``host``."""
+def remote_command_line(argv: list[str]) -> str:
+    """``status``/``journal``'s command on another machine: each word quoted."""
+    return shlex.join(argv)
+
+
+def ssh_command_line(args: list[str]) -> str:
+    """``fleetctl ssh``'s command: the words after the first ``--`` if any
+    (pkg/args.go ``TrimToDashes``), joined with spaces for the remote shell."""
+    if "--" in args:
+        args = args[args.index("--") + 1 :]
+    return " ".join(args)
+
+
+def host_key_options(options: SshOptions) -> list[str]:
+    """OpenSSH options for fleet's host key checking (see the module docstring)."""
+    if not options.strict_host_key_checking:
+        return [
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ]
+    known = Path(options.known_hosts_file).expanduser()
+    return [
+        "-o",
+        "StrictHostKeyChecking=ask",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        "HashKnownHosts=no",
+    ]
+
+
+def ssh_argv(host: str, command: str, options: SshOptions, *, tty: bool) -> list[str]:
+    """The ``ssh`` argument list that runs the command line ``command`` (a shell
+    if empty) on ``host``, with a terminal if ``tty``."""
     argv = ["ssh", "-l", options.username, "-p", str(options.port)]
     argv += ["-o", f"ConnectTimeout={max(1, math.ceil(options.timeout))}"]
-    if options.strict_host_key_checking:
-        known = Path(options.known_hosts_file).expanduser()
-        argv += ["-o", f"UserKnownHostsFile={known}"]
-    else:
-        argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    argv += host_key_options(options)
+    argv += ["-o", "PreferredAuthentications=publickey"]
     if options.forward_agent:
         argv.append("-A")
     if options.tunnel:
         argv += ["-J", tunnel_address(options.tunnel)]
-    if tty:
-        argv.append("-t")
+    argv.append("-t" if tty else "-T")
     argv.append(host)
     if command:
-        argv += ["--", shlex.join(command)]
+        argv += ["--", command]
     return argv
 
 

@@ -15,7 +15,12 @@ import urllib.parse
 from dataclasses import replace
 
 from provisioner.guest.fleet.client import ApiEndpoint, FleetClient, HttpApiClient
-from provisioner.guest.fleet.remote import SshOptions, ssh_argv, tunnel_address
+from provisioner.guest.fleet.remote import (
+    SshOptions,
+    remote_command_line,
+    ssh_argv,
+    tunnel_address,
+)
 
 
 def tunnel_argv(endpoint: ApiEndpoint, options: SshOptions) -> list[str]:
@@ -23,10 +28,11 @@ def tunnel_argv(endpoint: ApiEndpoint, options: SshOptions) -> list[str]:
     host, _, port = tunnel_address(options.tunnel).rpartition(":")
     direct = replace(options, tunnel="", port=int(port), forward_agent=False)
     if endpoint.unix_path:
-        return ssh_argv(host, ["fleetctl", "fd-forward", endpoint.unix_path], direct)
+        forward = remote_command_line(["fleetctl", "fd-forward", endpoint.unix_path])
+        return ssh_argv(host, forward, direct, tty=False)
     parts = urllib.parse.urlsplit(endpoint.base_url)
     target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-    argv = ssh_argv(host, None, direct)
+    argv = ssh_argv(host, "", direct, tty=False)
     return [*argv[:-1], "-W", target, argv[-1]]
 
 
