@@ -6,6 +6,7 @@ Runs after the other VM modules that share the session's lab (destroy is last).
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import xml.etree.ElementTree as ET
@@ -201,6 +202,7 @@ def test_seed_demo_survives_a_dead_node(lab: Lab, tmp_path: Path) -> None:
 
 def test_destroy_leaves_nothing(lab: Lab) -> None:
     lab_name = load_config(lab.directory).name
+    lab.run("snapshot", "save", "before-destroy", timeout=600)  # snapshots go with the lab
     result = lab.run("destroy", timeout=600)
     assert "removed 3 domains" in result.stdout
     conn = libvirt.open("qemu:///system")
@@ -216,5 +218,6 @@ def test_destroy_leaves_nothing(lab: Lab) -> None:
     assert f"lab-{lab_name}" not in networks
     assert not [v for v in volumes if v.startswith(f"lab-{lab_name}_")]
     assert not (lab.directory / ".lab" / "state.json").exists()
+    assert json.loads(lab.run("snapshot", "list", "--json").stdout) == []
     again = lab.run("destroy")
     assert "removed 0 domains, 0 volumes, 0 networks" in again.stdout

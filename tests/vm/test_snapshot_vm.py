@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,14 +22,17 @@ def _guest_clock_skew(lab: Lab, node: str) -> float:
     return abs(guest - time.time())
 
 
-def test_a_restored_snapshot_is_the_lab_as_it_was(lab: Lab) -> None:
+def test_a_restored_snapshot_is_the_lab_as_it_was(lab: Lab, tmp_path: Path) -> None:
     before = {node["name"]: node for node in lab.status()["nodes"]}
     lab.run("snapshot", "save", "vm-clean", timeout=900)
     try:
         listed = json.loads(lab.run("snapshot", "list", "--json").stdout)
         assert [(s["name"], s["nodes"], s["missing"]) for s in listed] == [("vm-clean", NODES, [])]
-        # after the snapshot: a key written, a node dead
+        # after the snapshot: a key written, a unit started, a node dead
         lab.run("etcdctl", "put", "/lab-vm-test/after-snapshot", "yes")
+        unit = tmp_path / "after-snapshot.service"
+        unit.write_text("[Service]\nExecStart=/bin/sleep 100000\n")
+        lab.run("fleetctl", "start", str(unit), timeout=300)
         lab.run("kill", "core-03")
 
         restored = lab.run("snapshot", "restore", "vm-clean", timeout=900)
@@ -46,6 +50,15 @@ def test_a_restored_snapshot_is_the_lab_as_it_was(lab: Lab) -> None:
             assert _guest_clock_skew(lab, name) < 10, name
         got = lab.run("etcdctl", "get", "/lab-vm-test/after-snapshot").stdout
         assert "after-snapshot" not in got, f"a key written after the snapshot survived: {got}"
+        units = lab.run("fleetctl", "list-unit-files", "--no-legend").stdout
+        assert "after-snapshot.service" not in units, units
+        for name in NODES:
+            on_node = lab.run("systemctl", name, "is-active", "after-snapshot.service",
+                              check=False).stdout.strip()  # fmt: skip
+            assert on_node != "active", f"after-snapshot.service runs on {name}"
+        assert sum(node["etcd_leader"] for node in lab.status()["nodes"]) == 1
+        machines = lab.run("fleetctl", "list-machines", "--no-legend").stdout.splitlines()
+        assert len(machines) == 3, machines
 
         # `lab up --snapshot NAME` restores when the lab has NAME (the CI fast path)
         fast = lab.run("up", "--snapshot", "vm-clean", timeout=900)
