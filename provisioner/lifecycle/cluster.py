@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from provisioner import readiness
+from provisioner import facts, readiness
 from provisioner.config import LabConfig
-from provisioner.errors import RemoteError, WaitTimeout
+from provisioner.errors import NotReady, RemoteError, WaitTimeout
 from provisioner.progress import Progress
 from provisioner.remote.runner import Runner
 from provisioner.waits import wait_for
@@ -101,4 +101,46 @@ def check_cluster(
         if flannel is not None:
             summary += f"; overlay {flannel.result()}"
     progress.update(CLUSTER_ROW, "cluster", "ok", summary)
+    return summary
+
+
+def check_rejoined(
+    config: LabConfig,
+    runners: Mapping[str, Runner],
+    machine_ids: Mapping[str, str],
+    progress: Progress,
+) -> str:
+    """The nodes of ``runners`` back in the cluster (``lab start``): each etcd member
+    among them healthy on its own endpoint, and fleet listing each one's machine-id
+    (asked on the node itself: its fleetctl needs its etcd, member or not)."""
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    members = {member.name for member in config.members}
+    urls = readiness.member_urls(config)
+
+    def back(name: str, runner: Runner) -> str:
+        if name in members:
+            [health] = facts.endpoint_health([urls[name]]).run(runner)
+            if not health.healthy:
+                raise NotReady(f"{name}: its etcd member is not healthy yet")
+        listed = {m.machine_id for m in facts.FLEET_MACHINES.run(runner)}
+        if machine_ids[name] not in listed:
+            raise NotReady(f"{name}: fleet does not list it yet")
+        return name
+
+    def one(item: tuple[str, Runner]) -> str:
+        name, runner = item
+        return wait_for(
+            name,
+            "its etcd member healthy and fleet listing it",
+            deadline,
+            lambda: back(name, runner),
+            interval=readiness.HOST_POLL,
+            transient=TRANSIENT,
+        )
+
+    progress.update(CLUSTER_ROW, "rejoin", "running", ", ".join(runners))
+    with ThreadPoolExecutor(max_workers=max(1, len(runners))) as pool:
+        back_in = list(pool.map(one, runners.items()))
+    summary = f"{', '.join(back_in)} back in etcd and fleet"
+    progress.update(CLUSTER_ROW, "rejoin", "ok", summary)
     return summary

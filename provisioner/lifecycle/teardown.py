@@ -198,11 +198,16 @@ def start(
     progress: Progress,
     backends: Backends | None = None,
 ) -> list[str]:
-    """Boot stopped nodes and wait until they answer with their pinned host keys."""
+    """Boot stopped nodes; return once each answers with its pinned host keys, its
+    etcd member (if it is one) is healthy and fleet lists it again."""
+    from provisioner.lifecycle.cluster import check_rejoined
+
     backends = backends or default_backends(config.libvirt_uri)
     started = _each_node(config, names, lambda host, dom: host.start(dom), backends)
-    with ready_nodes(config, [config.node(name) for name in started], progress, backends):
-        pass
+    chosen = [config.node(name) for name in started]
+    with ready_nodes(config, chosen, progress, backends) as waiter:
+        machine_ids = load_state(config.state_dir).machine_ids
+        check_rejoined(config, waiter.runners, machine_ids, progress)
     return started
 
 

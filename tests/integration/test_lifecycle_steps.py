@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from provisioner.errors import HostKeyError, LabError
 from provisioner.hypervisor import snapshots as domain_snapshots
 from provisioner.hypervisor.libvirt import DomainState, LibvirtHost
 from provisioner.hypervisor.naming import network_name
-from provisioner.lifecycle import Backends, destroy, snapshots, up
+from provisioner.lifecycle import Backends, destroy, snapshots, start, up
 from provisioner.progress import PlainProgress, Progress
 from provisioner.remote.hostkeys import BEGIN_MARKER, END_MARKER
 from provisioner.remote.runner import CommandResult, Runner
@@ -57,6 +57,8 @@ class FakeRunner:
     broken: LabError | None = None
     commands: list[tuple[str, ...]] = field(default_factory=list)
     user: str = "core"
+    back: Callable[[], bool] | None = None  # its etcd member healthy yet
+    fleet: Callable[[], list[str]] | None = None  # the machine-ids fleet lists
     address: str = ""
     stdin: dict[tuple[str, ...], str] = field(default_factory=dict)
 
@@ -74,6 +76,14 @@ class FakeRunner:
             return CommandResult(0, "running\n", "")
         if argv[:2] == ["sudo", "journalctl"]:
             return CommandResult(0, f"journal of {self.name}\n", "")
+        if "endpoint" in argv and "health" in argv:
+            (endpoint,) = [a.split("=", 1)[1] for a in argv if a.startswith("--endpoints=")]
+            healthy = self.back is None or self.back()
+            answer = f'[{{"endpoint":"{endpoint}","health":{str(healthy).lower()},"took":"1ms"}}]'
+            return CommandResult(0 if healthy else 1, answer, "")
+        if list(argv[:2]) == ["fleetctl", "list-machines"]:
+            listed = self.fleet() if self.fleet is not None else []
+            return CommandResult(0, "".join(f"{m}\t10.0.0.1\t-\n" for m in listed), "")
         return CommandResult(0, "", "")
 
     def upload(self, local: Path, remote: str, *, mode: int | None = None) -> None:
@@ -150,12 +160,15 @@ class Fakes:
     broken: dict[str, LabError] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     runners: dict[str, FakeRunner] = field(default_factory=dict)
+    back: Callable[[], bool] | None = None
+    fleet: Callable[[], list[str]] | None = None
 
     def backends(self) -> Backends:
         def runner(config: LabConfig, state: LabState, node: object) -> FakeRunner:
             name = node.name  # type: ignore[attr-defined]
             assert state.host_keys[name], "a runner is made only once the keys are pinned"
             made = FakeRunner(name, self.broken.get(name), address=node.ip)  # type: ignore[attr-defined]
+            made.back, made.fleet = self.back, self.fleet
             self.runners[name] = made
             return made
 
@@ -360,3 +373,26 @@ def test_a_snapshot_holds_every_node_and_brings_them_back_together(config: LabCo
     assert snapshots.listed(config, backends) == []
     with pytest.raises(LabError, match="has no snapshot clean"):
         snapshots.remove(config, "clean", backends)
+
+
+def test_start_returns_once_the_node_is_back_in_etcd_and_fleet(config: LabConfig) -> None:
+    fakes = Fakes(config, FakeVagrant(config))
+    up(config, progress(), accel="tcg", backends=fakes.backends())
+    ids = load_state(config.state_dir).machine_ids
+    asked = {"etcd": 0, "fleet": 0}
+
+    def back() -> bool:  # the member's etcd answers healthy from the second question on
+        asked["etcd"] += 1
+        return asked["etcd"] >= 2
+
+    def fleet() -> list[str]:  # fleet lists the node again from the second question on
+        asked["fleet"] += 1
+        return [i for n, i in ids.items() if n != "core-02" or asked["fleet"] >= 2]
+
+    fakes.back, fakes.fleet = back, fleet
+    with LibvirtHost.open(TEST_URI) as host:
+        host.power_off(node_access.domain_of(config, config.nodes[1]))
+    out = io.StringIO()
+    assert start(config, ["core-02"], PlainProgress(out), fakes.backends()) == ["core-02"]
+    assert asked == {"etcd": 3, "fleet": 2}  # not healthy; healthy but unlisted; both
+    assert "core-02 back in etcd and fleet" in out.getvalue()
