@@ -24,7 +24,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from provisioner import __version__
-from provisioner.config import Overrides, config_warnings
+from provisioner.config import Overrides, config_warnings, topology_line
 from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
 from provisioner.errors import LabError
 
@@ -144,6 +144,12 @@ config_option = click.option(
     help="Use this file instead of lab.yaml in the lab directory.",
 )
 nodes_option = click.option("--nodes", type=int, help="Number of nodes (default 3).")
+workers_option = click.option(
+    "--workers",
+    type=int,
+    help="How many of the nodes are workers (etcd proxies, no member); default: none up to"
+    " 5 nodes, beyond that all but a core of 3 (6-9 nodes) or 5 (10 or more).",
+)
 discovery_option = click.option(
     "--discovery", help="local (default), public, static, or a discovery URL."
 )
@@ -151,6 +157,7 @@ discovery_option = click.option(
 
 @main.command()
 @nodes_option
+@workers_option
 @config_option
 @discovery_option
 @click.option(
@@ -164,6 +171,7 @@ discovery_option = click.option(
 def render(
     ctx: Context,
     nodes: int | None,
+    workers: int | None,
     config_file: Path | None,
     discovery: str | None,
     out: Path | None,
@@ -172,7 +180,8 @@ def render(
     """Render the Vagrantfile, config.rb and every node's cloud-config."""
     from provisioner.lab import render as do_render
 
-    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
+    lab = _load_for_render(ctx, config_file, overrides)
     result = do_render(lab, out, force=force)
     for rel in result.files:
         click.echo(str(result.out_dir / rel))
@@ -318,13 +327,19 @@ accel_option = click.option(
 
 @main.command()
 @nodes_option
+@workers_option
 @config_option
 @discovery_option
 @accel_option
 @pass_context
 @handle_errors
 def up(
-    ctx: Context, nodes: int | None, config_file: Path | None, discovery: str | None, accel: str
+    ctx: Context,
+    nodes: int | None,
+    workers: int | None,
+    config_file: Path | None,
+    discovery: str | None,
+    accel: str,
 ) -> None:
     """Render, boot and verify the lab; resumes after an interruption."""
     from rich.console import Console
@@ -332,7 +347,8 @@ def up(
     from provisioner.lifecycle import up as do_up
     from provisioner.progress import make_progress, summary_table
 
-    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
+    lab = _load_for_render(ctx, config_file, overrides)
     progress = make_progress()
     try:
         result = do_up(lab, progress, accel=accel)
@@ -348,6 +364,7 @@ def up(
     console.print(
         summary_table(("node", "address", "role", "machine-id", "systemd", "failed units"), rows)
     )
+    console.print(topology_line(lab))
     if lab.flannel.enabled:
         overlay = lab.flannel
         console.print(

@@ -12,8 +12,8 @@ its path from the pytest option ``--lab-expectations``. Format (version 1)::
         {
           "name": "core-01",                      # the node's Host alias in the ssh_config
           "ip": "192.168.150.101",                # the IP fleet reports for it
-          "role": "member",                       # "member" runs etcd, "worker" does not
-          "metadata": {"role": "member"},         # fleet metadata, exactly
+          "role": "core",                         # "core" runs an etcd member, "worker" its proxies
+          "metadata": {"role": "core"},           # fleet metadata, exactly
           "etcd_endpoints": ["http://127.0.0.1:2379"],   # what etcdctl on the node talks to
           "units": ["etcd2.service", "fleet.service", "ssh.service", "docker.socket"]
         }
@@ -54,7 +54,7 @@ class NodeExpectation:
 
     @property
     def is_member(self) -> bool:
-        return self.role == "member"
+        return self.role == "core"
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def lab(tmp_path: Path, sshd: Sshd, etcd: str) -> Lab:
     user_checks = tmp_path / "mine" / "test_mine.py"
     user_checks.parent.mkdir()
     user_checks.write_text(USER_CHECKS.format(marker=json.dumps(str(marker))))
-    node = NodeExpectation(NODE, "127.0.0.1", "member", {}, (etcd,), ())
+    node = NodeExpectation(NODE, "127.0.0.1", "core", {}, (etcd,), ())
     created = Lab(
         dir=tmp_path,
         host=host,

@@ -36,8 +36,8 @@ def sample() -> dict[str, Any]:
             {
                 "name": "core-01",
                 "ip": "127.0.0.1",
-                "role": "member",
-                "metadata": {"role": "member"},
+                "role": "core",
+                "metadata": {"role": "core"},
                 "etcd_endpoints": ["http://127.0.0.1:2379"],
                 "units": ["etcd2.service"],
             }
@@ -51,8 +51,8 @@ def test_built_from_a_lab_config(tmp_path: Path) -> None:
     assert expected.lab == "demo"
     assert expected.etcd_members == 2
     core01, core02, core03 = expected.nodes
-    assert (core01.name, core01.ip, core01.role) == ("core-01", "192.168.150.101", "member")
-    assert core01.metadata == {"disk": "ssd", "rack": "r1"}
+    assert (core01.name, core01.ip, core01.role) == ("core-01", "192.168.150.101", "core")
+    assert core01.metadata == {"disk": "ssd", "rack": "r1", "role": "core"}
     assert core01.etcd_endpoints == ("http://127.0.0.1:2379",)
     assert core01.units[0] == "etcd2.service"
     assert "flanneld.service" in core01.units
@@ -60,7 +60,7 @@ def test_built_from_a_lab_config(tmp_path: Path) -> None:
     assert core03.etcd_endpoints == ("http://192.168.150.101:2379", "http://192.168.150.102:2379")
     assert "etcd2.service" not in core03.units
     assert {"fleet.service", "ssh.service", "docker.socket"} <= set(core03.units)
-    assert core02.metadata == {}
+    assert core02.metadata == {"role": "core"}
 
 
 def test_round_trips_through_json(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
     files = render_case(tmp_path, raw, url)
     node3 = yaml.safe_load(files["nodes/core-03/user-data"])
     assert node3["hostname"] == "core-03"
-    assert node3["coreos"]["fleet"]["metadata"] == "compute=db,rack=rack3"
+    assert node3["coreos"]["fleet"]["metadata"] == "compute=db,rack=rack3,role=core"
     assert node3["coreos"]["fleet"]["public-ip"] == "192.168.58.103"
     assert node3["coreos"]["etcd2"]["discovery"] == TOKEN_URL
     assert node3["coreos"]["etcd2"]["advertise-client-urls"].startswith(
