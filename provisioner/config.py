@@ -32,6 +32,8 @@ CONFIG_FILE = "lab.yaml"
 STATE_DIR = ".lab"
 DEFAULT_LIBVIRT_URI = "qemu:///system"  # libvirt on this host
 
+ETCD_CLIENT_PORT = 2379  # a core node's member; a worker's etcd gateway (v2 and v3)
+ETCD_LEGACY_PORT = 4001  # etcd's old client port, kept by CoreOS: a member; a worker's v2 proxy
 MIN_MEMORY_MB = 384
 MAX_NODES = 200
 FIRST_HOST = 101  # nodes sit at .101 upward, as in coreos-vagrant
