@@ -462,7 +462,7 @@ def exec_(ctx: Context, all_nodes: bool, args: tuple[str, ...]) -> None:
 @pass_context
 @handle_errors
 def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
-    """etcdctl (v3 API) on a healthy member, against every member."""
+    """etcdctl on a healthy member, against every member (lab.yaml etcdctl_api: 2 or 3)."""
     from provisioner.operate import etcdctl as run_etcdctl
 
     sys.exit(_print_outcome(None, run_etcdctl(_load(ctx), args)))

@@ -169,6 +169,27 @@ def gateway_endpoints(config: LabConfig) -> str:
     return ",".join(f"{n.ip}:{ETCD_CLIENT_PORT}" for n in config.members)
 
 
+def etcdctl_api_files(config: LabConfig) -> list[dict[str, str]]:
+    """``etcdctl_api`` on a guest: ETCDCTL_API for login shells (the ``core`` user's
+    ``lab ssh``) and, through systemd's ``DefaultEnvironment=``, for every unit (read at
+    boot and on the daemon-reload cloud-config does after writing its units)."""
+    api = config.etcdctl_api
+    return [
+        {
+            "path": "/etc/profile.d/etcdctl-api.sh",
+            "permissions": "0644",
+            "content": f"# lab.yaml etcdctl_api: the API etcdctl speaks by default\n"
+            f"export ETCDCTL_API={api}\n",
+        },
+        {
+            "path": "/etc/systemd/system.conf.d/10-etcdctl-api.conf",
+            "permissions": "0644",
+            "content": f"# lab.yaml etcdctl_api, for every unit (etcdctl in ExecStart= lines)\n"
+            f"[Manager]\nDefaultEnvironment=ETCDCTL_API={api}\n",
+        },
+    ]
+
+
 def render_user_data(
     config: LabConfig,
     node: NodeSpec,
@@ -199,7 +220,7 @@ def render_user_data(
         # and a commit can take longer than fleet's default 1 s request timeout
         "fleet_etcd_request_timeout": 5.0 if slow else None,
         "extra_units": [unit for f in chosen for unit in f.units],
-        "write_files": [entry for f in chosen for entry in f.write_files],
+        "write_files": [*etcdctl_api_files(config), *(e for f in chosen for e in f.write_files)],
     }
     return env.get_template(USER_DATA_TEMPLATE).render(context)
 

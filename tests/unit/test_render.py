@@ -120,7 +120,7 @@ def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
         "hello.service",
     ]
     assert "Hello World" in node3["coreos"]["units"][-1]["content"]
-    assert node3["write_files"][0]["path"] == "/etc/motd"
+    assert node3["write_files"][-1]["path"] == "/etc/motd"  # after the lab's own files
     assert node3["ssh_authorized_keys"] == [PUBLIC_KEY]
     assert "$private_ipv4" not in files["nodes/core-03/user-data"]
 
@@ -222,3 +222,16 @@ def test_to_yaml_keeps_multiline_blocks() -> None:
     text = to_yaml([{"name": "a.service", "content": "[Unit]\nDescription=a\n"}], 4)
     assert text.splitlines()[0] == "    - name: a.service"
     assert "content: |" in text
+
+
+@pytest.mark.parametrize("api", [2, 3])
+def test_etcdctl_api_reaches_login_shells_and_units(tmp_path: Path, api: int) -> None:
+    files = render_case(tmp_path, {"num_instances": 1, "etcdctl_api": api}, TOKEN_URL)
+    written = {
+        entry["path"]: entry["content"]
+        for entry in yaml.safe_load(files["nodes/core-01/user-data"])["write_files"]
+    }
+    assert f"\nexport ETCDCTL_API={api}\n" in written["/etc/profile.d/etcdctl-api.sh"]
+    assert written["/etc/systemd/system.conf.d/10-etcdctl-api.conf"].endswith(
+        f"[Manager]\nDefaultEnvironment=ETCDCTL_API={api}\n"
+    )
