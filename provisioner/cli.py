@@ -26,7 +26,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from provisioner import __version__
-from provisioner.config import Overrides, config_warnings
+from provisioner.config import Overrides, config_warnings, topology_line
 from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
 from provisioner.errors import LabError
 
@@ -146,6 +146,12 @@ config_option = click.option(
     help="Use this file instead of lab.yaml in the lab directory.",
 )
 nodes_option = click.option("--nodes", type=int, help="Number of nodes (default 3).")
+workers_option = click.option(
+    "--workers",
+    type=int,
+    help="How many of the nodes are workers (etcd proxies, no member); default: none up to"
+    " 5 nodes, beyond that all but a core of 3 (6-9 nodes) or 5 (10 or more).",
+)
 discovery_option = click.option(
     "--discovery", help="local (default), public, static, or a discovery URL."
 )
@@ -153,6 +159,7 @@ discovery_option = click.option(
 
 @main.command()
 @nodes_option
+@workers_option
 @config_option
 @discovery_option
 @click.option(
@@ -166,6 +173,7 @@ discovery_option = click.option(
 def render(
     ctx: Context,
     nodes: int | None,
+    workers: int | None,
     config_file: Path | None,
     discovery: str | None,
     out: Path | None,
@@ -174,7 +182,8 @@ def render(
     """Render the Vagrantfile, config.rb and every node's cloud-config."""
     from provisioner.lab import render as do_render
 
-    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
+    lab = _load_for_render(ctx, config_file, overrides)
     result = do_render(lab, out, force=force)
     for rel in result.files:
         click.echo(str(result.out_dir / rel))
@@ -320,6 +329,7 @@ accel_option = click.option(
 
 @main.command()
 @nodes_option
+@workers_option
 @config_option
 @discovery_option
 @accel_option
@@ -333,6 +343,7 @@ accel_option = click.option(
 def up(
     ctx: Context,
     nodes: int | None,
+    workers: int | None,
     config_file: Path | None,
     discovery: str | None,
     accel: str,
@@ -345,7 +356,8 @@ def up(
     from provisioner.lifecycle import up as do_up
     from provisioner.progress import make_progress, summary_table
 
-    lab = _load_for_render(ctx, config_file, Overrides(num_instances=nodes, discovery=discovery))
+    overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
+    lab = _load_for_render(ctx, config_file, overrides)
     if snapshot is not None:
         snapshots.check_name(snapshot)
         if _has_snapshot(lab, snapshot):
@@ -366,6 +378,7 @@ def up(
     console.print(
         summary_table(("node", "address", "role", "machine-id", "systemd", "failed units"), rows)
     )
+    console.print(topology_line(lab))
     if lab.flannel.enabled:
         overlay = lab.flannel
         console.print(
@@ -587,7 +600,7 @@ def exec_(ctx: Context, all_nodes: bool, args: tuple[str, ...]) -> None:
 @pass_context
 @handle_errors
 def etcdctl(ctx: Context, args: tuple[str, ...]) -> None:
-    """etcdctl (v3 API) on a healthy member, against every member."""
+    """etcdctl on a healthy member, against every member (lab.yaml etcdctl_api: 2 or 3)."""
     from provisioner.operate import etcdctl as run_etcdctl
 
     sys.exit(_print_outcome(None, run_etcdctl(_load(ctx), args)))

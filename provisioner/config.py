@@ -32,15 +32,23 @@ CONFIG_FILE = "lab.yaml"
 STATE_DIR = ".lab"
 DEFAULT_LIBVIRT_URI = "qemu:///system"  # libvirt on this host
 
+ETCD_CLIENT_PORT = 2379  # a core node's member; a worker's etcd gateway (v2 and v3)
+ETCD_LEGACY_PORT = 4001  # etcd's old client port, kept by CoreOS: a member; a worker's v2 proxy
 MIN_MEMORY_MB = 384
 MAX_NODES = 200
 FIRST_HOST = 101  # nodes sit at .101 upward, as in coreos-vagrant
 DISCOVERY_MODES = ("local", "public", "static")
-ROLES = ("member", "worker")
+ROLES = ("core", "worker")
 UPDATE_CHANNELS = ("stable", "beta", "alpha")
 FLANNEL_BACKENDS = ("vxlan", "host-gw", "udp")  # what the box's flanneld carries
 
-Role = Literal["member", "worker"]
+Role = Literal["core", "worker"]
+ETCDCTL_APIS = (2, 3)
+ROLE_METADATA_KEY = "role"  # fleet metadata each node gets from its role, unless the user sets it
+# Beyond this many nodes the default core (etcd members) is odd and smaller than the lab:
+# CORE_SIZES gives the core for the smallest lab sizes it applies to, largest first.
+ALL_CORE_UP_TO = 5
+CORE_SIZES = ((10, 5), (ALL_CORE_UP_TO + 1, 3))
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _META_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -74,7 +82,8 @@ class NodeSpec:
 
     @property
     def is_member(self) -> bool:
-        return self.role == "member"
+        """A core node: it runs an etcd member (a worker runs etcd's proxies instead)."""
+        return self.role == "core"
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class LabConfig:
     etcd_members: int
     agent_ttl: str
     flannel: FlannelConfig
+    etcdctl_api: int  # ETCDCTL_API on the guests and for `lab etcdctl`: 2 or 3
     cloud_config: tuple[Path, ...]  # extra fragments merged into every node
     nodes: tuple[NodeSpec, ...] = field(default=())
     libvirt_uri: str = DEFAULT_LIBVIRT_URI  # the hypervisor: this host or another one
@@ -116,7 +126,12 @@ class LabConfig:
 
     @property
     def members(self) -> tuple[NodeSpec, ...]:
+        """The core nodes: etcd's members."""
         return tuple(node for node in self.nodes if node.is_member)
+
+    @property
+    def workers(self) -> tuple[NodeSpec, ...]:
+        return tuple(node for node in self.nodes if not node.is_member)
 
     def node(self, name: str) -> NodeSpec:
         for node in self.nodes:
@@ -131,6 +146,7 @@ class Overrides:
     """Command-line flags; ``None`` means "not given"."""
 
     num_instances: int | None = None
+    workers: int | None = None
     discovery: str | None = None
     vm_memory: int | None = None
     vm_cpus: int | None = None
@@ -172,6 +188,22 @@ def config_warnings(config: LabConfig) -> list[str]:
             "recommended.\n" + quorum_table()
         )
     return warnings
+
+
+def topology_line(config: LabConfig) -> str:
+    """One line for ``lab up``'s summary: how many core nodes and workers, and why."""
+    core, workers = len(config.members), len(config.workers)
+    line = f"topology: {core} core node(s) run etcd members, {workers} worker(s) run etcd's proxies"
+    if (
+        workers
+        and config.num_instances > ALL_CORE_UP_TO
+        and core == default_core_size(config.num_instances)
+    ):
+        line += (
+            f" (the default beyond {ALL_CORE_UP_TO} nodes: an odd core of 3 up to 9 nodes, "
+            "5 from 10; set workers or etcd_members to choose)"
+        )
+    return line
 
 
 # --- naming -----------------------------------------------------------------
@@ -217,6 +249,8 @@ _TOP_KEYS: dict[str, str] = {
     "enable_serial_logging": "bool",
     "forwarded_ports": "mapping",
     "etcd_members": "int",
+    "workers": "int",
+    "etcdctl_api": "int",
     "agent_ttl": "str",
     "flannel": "mapping",
     "cloud_config": "list",
@@ -237,6 +271,7 @@ _DEFAULTS: dict[str, Any] = {
     "discovery": "local",
     "enable_serial_logging": True,
     "agent_ttl": "30s",
+    "etcdctl_api": 3,
 }
 
 
@@ -348,7 +383,7 @@ def build_config(
     loader.check_keys(raw, _TOP_KEYS, "")
     base = source.parent if source else directory
     merged: dict[str, Any] = {**_DEFAULTS, **raw}
-    for key in ("num_instances", "discovery", "vm_memory", "vm_cpus"):
+    for key in ("num_instances", "workers", "discovery", "vm_memory", "vm_cpus"):
         value = getattr(overrides, key)
         if value is not None:
             merged[key] = value
@@ -396,11 +431,13 @@ def build_config(
     subnet = _subnet(loader, merged.get("subnet") or default_subnet(name), count)
     discovery = _discovery(loader, merged["discovery"])
     ports = _forwarded_ports(loader, merged.get("forwarded_ports") or {})
-    members = merged.get("etcd_members", count)
-    if not 1 <= members <= count:
+    members = _core_size(loader, raw, overrides, merged, count)
+    if merged["etcdctl_api"] not in ETCDCTL_APIS:
         raise loader.fail(
-            "etcd_members",
-            f"must be between 1 and the number of nodes ({count}), got {members}",
+            "etcdctl_api",
+            f"etcdctl has no API version {merged['etcdctl_api']}",
+            "2 (etcdctl set/get/ls/mk/rm/watch on the v2 keyspace, as in CoreOS tutorials) "
+            "or 3 (etcdctl put/get/del/watch on the v3 keyspace; the default)",
         )
     if not re.match(r"^\d+(ms|s|m)$", merged["agent_ttl"]):
         raise loader.fail("agent_ttl", f"invalid duration {merged['agent_ttl']!r}", "e.g. 30s")
@@ -427,11 +464,65 @@ def build_config(
         etcd_members=sum(1 for node in nodes if node.is_member),
         agent_ttl=merged["agent_ttl"],
         flannel=flannel,
+        etcdctl_api=merged["etcdctl_api"],
         cloud_config=common_fragments,
         nodes=nodes,
         libvirt_uri=_libvirt_uri(loader, merged.get("libvirt_uri")),
         source=source,
     )
+
+
+def default_core_size(count: int) -> int:
+    """How many of ``count`` nodes are core (etcd members) when neither ``workers`` nor
+    ``etcd_members`` says: all of them up to five nodes (so ``--nodes 3`` is three core
+    nodes, as before); beyond five an odd core, three up to nine nodes and five from
+    ten, as etcd advises (an odd size, at most seven), the rest workers."""
+    for smallest, core in CORE_SIZES:
+        if count >= smallest:
+            return core
+    return count
+
+
+def _core_size(
+    loader: _Loader,
+    raw: Mapping[str, Any],
+    overrides: Overrides,
+    merged: Mapping[str, Any],
+    count: int,
+) -> int:
+    """The number of core nodes: from ``--workers`` / ``workers`` (nodes minus workers),
+    else ``etcd_members``, else :func:`default_core_size`."""
+    workers: int | None = merged.get("workers")
+    members: int | None = raw.get("etcd_members")
+    if workers is not None:
+        given = "--workers" if overrides.workers is not None else "workers"
+        fix = f"with {count} nodes use at most {count - 1} workers, or more nodes (--nodes)"
+        if workers < 0:
+            raise loader.fail("workers", f"{given} must be 0 or more, got {workers}", fix)
+        if workers >= count:
+            raise loader.fail(
+                "workers",
+                f"{given} {workers} on {count} node(s) leaves no core node to run etcd",
+                fix,
+            )
+        core = count - workers
+        if members is not None and overrides.workers is None and members != core:
+            raise loader.fail(
+                "etcd_members",
+                f"{members} etcd members disagree with workers: {workers} on {count} nodes "
+                f"({core} core nodes)",
+                "set only one of etcd_members and workers",
+            )
+        return core
+    if members is None:
+        return default_core_size(count)
+    if not 1 <= members <= count:
+        raise loader.fail(
+            "etcd_members",
+            f"must be between 1 and the number of nodes ({count}), got {members}",
+            f"use etcd_members: {min(max(members, 1), count)}, or more nodes (--nodes)",
+        )
+    return members
 
 
 def _flannel(
@@ -546,13 +637,18 @@ def _nodes(
     nodes = []
     for index, name in enumerate(names, start=1):
         own = per_node.get(name) or {}
-        role = own.get("role", "member" if index <= members else "worker")
+        role = own.get("role", "core" if index <= members else "worker")
         if role not in ROLES:
-            raise loader.fail(f"nodes.{name}.role", f"unknown role {role!r}", "member or worker")
+            raise loader.fail(
+                f"nodes.{name}.role",
+                f"unknown role {role!r}",
+                "core (runs an etcd member) or worker (runs etcd's proxies)",
+            )
         meta = (
             loader.metadata(f"nodes.{name}.metadata", own["metadata"]) if "metadata" in own else ()
         )
-        merged_meta = dict(default_meta) | dict(meta)
+        # the role as fleet metadata, unless the user's metadata sets a role of its own
+        merged_meta = {ROLE_METADATA_KEY: role} | dict(default_meta) | dict(meta)
         nodes.append(
             NodeSpec(
                 index=index,
@@ -567,5 +663,9 @@ def _nodes(
             )
         )
     if not any(node.is_member for node in nodes):
-        raise loader.fail("nodes", "at least one node must be an etcd member")
+        raise loader.fail(
+            "nodes",
+            "every node is a worker: at least one must be core (run an etcd member)",
+            "set role: core on one node, or remove the roles",
+        )
     return tuple(nodes)

@@ -37,6 +37,7 @@ from provisioner.parsers import (
     parse_member_list,
     parse_subnet_env,
     parse_systemctl_failed,
+    parse_v2_action,
 )
 from provisioner.remote.runner import CommandResult, Runner, describe_failure
 
@@ -176,6 +177,13 @@ def etcd_value(endpoints: Sequence[str], key: str) -> Fact[str]:
 def etcd_put(endpoints: Sequence[str], key: str, value: str) -> Fact[str]:
     """Put ``key``; the answer is etcdctl's ``OK``."""
     return Fact(f"etcd put {key}", etcdctl(endpoints, "put", key, value), _text)
+
+
+def etcd_v2_read(url: str) -> Fact[str]:
+    """A read of the v2 keyspace's root through ``url`` with ``curl`` (as the tutorials
+    do); the answer's action, ``get``."""
+    argv = ("curl", "-fsS", "--max-time", "10", f"{url}/v2/keys/")
+    return Fact(f"etcd's v2 API at {url}", argv, _stdout(parse_v2_action))
 
 
 # --- fleet -------------------------------------------------------------------------------

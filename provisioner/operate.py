@@ -217,9 +217,15 @@ def run_tool(
 
 
 def etcdctl(config: LabConfig, args: Sequence[str]) -> CommandResult:
+    """etcdctl on a healthy member, against every member, speaking lab.yaml's etcdctl_api."""
     node = pick_member(config)
+    return run_tool(config, node, etcdctl_argv(config, args))
+
+
+def etcdctl_argv(config: LabConfig, args: Sequence[str]) -> list[str]:
+    """``lab etcdctl ARGS`` on a guest: the lab's ETCDCTL_API, every member's endpoint."""
     endpoints = f"--endpoints={','.join(member_endpoints(config))}"
-    return run_tool(config, node, [*facts.ETCDCTL, endpoints, *args])
+    return ["env", f"ETCDCTL_API={config.etcdctl_api}", "etcdctl", endpoints, *args]
 
 
 def fleetctl_args(args: Sequence[str]) -> tuple[list[str], list[Path]]:

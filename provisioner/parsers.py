@@ -232,6 +232,14 @@ def parse_started_members(body: str) -> tuple[str, ...]:
         return ()
 
 
+V2_KEYS = "curl .../v2/keys/"
+
+
+def parse_v2_action(stdout: str) -> str:
+    """The ``action`` of an answer of etcd's v2 keys API (``get`` for a read)."""
+    return str(_dict_field(V2_KEYS, _load_json(V2_KEYS, stdout), "action", str))
+
+
 # --- etcdctl endpoint health --------------------------------------------------
 
 ENDPOINT_HEALTH = "etcdctl endpoint health"

@@ -235,18 +235,25 @@ READY_KEY = "/lab/ready"  # lab up's round trip; each run overwrites it, nothing
 
 
 def etcd_round_trip(
-    members: Mapping[str, str], runners: Mapping[str, Runner], host: HostView | None = None
+    members: Mapping[str, str],
+    runners: Mapping[str, Runner],
+    host: HostView | None = None,
+    worker_endpoints: Sequence[str] = (),
 ) -> str:
     """Write a fresh value to :data:`READY_KEY` on the first of ``members`` (name ->
     client URL), then read it back on every node of ``runners`` at once.
 
+    A node that is not a member (a worker) reads through ``worker_endpoints``, by
+    default none given: etcdctl's own default, the worker's gateway at 127.0.0.1.
+
     With a ``host`` view that reaches the members, the host writes through the
     first member and reads through each member's own client URL, and only nodes
-    that are not members (workers) read with etcdctl; otherwise etcdctl on the
-    nodes does it all. The reads are linearizable (etcdctl's default too), so each
-    one goes through the leader: a node that answers with this run's value sees
-    the committed write. The key stays (one small key, overwritten by the next
-    run) rather than costing the guests another request to delete it.
+    that are not members (workers) read with etcdctl, through their own etcd
+    gateway at 127.0.0.1; otherwise etcdctl on the nodes does it all. The reads
+    are linearizable (etcdctl's default too), so each one goes through the leader:
+    a node that answers with this run's value sees the committed write. The key
+    stays (one small key, overwritten by the next run) rather than costing the
+    guests another request to delete it.
     """
     endpoints = list(members.values())
     key = READY_KEY
@@ -260,7 +267,8 @@ def etcd_round_trip(
 
     def read(item: tuple[str, Runner]) -> None:
         name, runner = item
-        got = facts.etcd_value(endpoints, key).run(runner)
+        # a worker reads through its own gateway at 127.0.0.1, as its services do
+        got = facts.etcd_value(endpoints if name in members else worker_endpoints, key).run(runner)
         if got != value:
             raise NodeError(name, f"read {got!r} for {key}, expected {value!r}")
 

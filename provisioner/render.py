@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from provisioner.config import LabConfig, NodeSpec
+from provisioner.config import ETCD_CLIENT_PORT, ETCD_LEGACY_PORT, LabConfig, NodeSpec
 from provisioner.errors import ConfigError, LabError, ValidationError
 from provisioner.guest.cloudinit.validate import Report, validate
 from provisioner.hypervisor.naming import network_name
@@ -164,8 +164,30 @@ def initial_cluster(config: LabConfig) -> str:
     return ",".join(f"{n.name}=http://{n.ip}:2380" for n in config.members)
 
 
-def etcd_client_urls(config: LabConfig) -> str:
-    return ",".join(f"http://{n.ip}:2379" for n in config.members)
+def gateway_endpoints(config: LabConfig) -> str:
+    """Every core member's client address, as ``etcd gateway start --endpoints`` takes them."""
+    return ",".join(f"{n.ip}:{ETCD_CLIENT_PORT}" for n in config.members)
+
+
+def etcdctl_api_files(config: LabConfig) -> list[dict[str, str]]:
+    """``etcdctl_api`` on a guest: ETCDCTL_API for login shells (the ``core`` user's
+    ``lab ssh``) and, through systemd's ``DefaultEnvironment=``, for every unit (read at
+    boot and on the daemon-reload cloud-config does after writing its units)."""
+    api = config.etcdctl_api
+    return [
+        {
+            "path": "/etc/profile.d/etcdctl-api.sh",
+            "permissions": "0644",
+            "content": f"# lab.yaml etcdctl_api: the API etcdctl speaks by default\n"
+            f"export ETCDCTL_API={api}\n",
+        },
+        {
+            "path": "/etc/systemd/system.conf.d/10-etcdctl-api.conf",
+            "permissions": "0644",
+            "content": f"# lab.yaml etcdctl_api, for every unit (etcdctl in ExecStart= lines)\n"
+            f"[Manager]\nDefaultEnvironment=ETCDCTL_API={api}\n",
+        },
+    ]
 
 
 def render_user_data(
@@ -184,10 +206,10 @@ def render_user_data(
         "ssh_public_key": inputs.ssh_public_key,
         "discovery_url": inputs.discovery_url,
         "initial_cluster": initial_cluster(config),
-        # members talk to their own etcd; workers use the members
-        "fleet_etcd_servers": "http://127.0.0.1:2379"
-        if node.is_member
-        else etcd_client_urls(config),
+        # every node talks to etcd at 127.0.0.1: a core node's member, a worker's gateway
+        "fleet_etcd_servers": f"http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "gateway_endpoints": gateway_endpoints(config),
+        "v2_proxy_port": ETCD_LEGACY_PORT,
         "flannel_config": json.dumps(
             {"Network": config.flannel.network, "Backend": {"Type": config.flannel.backend}},
             separators=(",", ":"),
@@ -198,7 +220,7 @@ def render_user_data(
         # and a commit can take longer than fleet's default 1 s request timeout
         "fleet_etcd_request_timeout": 5.0 if slow else None,
         "extra_units": [unit for f in chosen for unit in f.units],
-        "write_files": [entry for f in chosen for entry in f.write_files],
+        "write_files": [*etcdctl_api_files(config), *(e for f in chosen for e in f.write_files)],
     }
     return env.get_template(USER_DATA_TEMPLATE).render(context)
 

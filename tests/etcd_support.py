@@ -64,9 +64,9 @@ class EtcdMember:
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
-    def start_alone(self, timeout: float = 30.0) -> None:
-        """Start as a one-member cluster and wait until it is healthy."""
-        self.start(f"--initial-cluster={self.name}={self.peer_url}")
+    def start_alone(self, *flags: str, timeout: float = 30.0) -> None:
+        """Start as a one-member cluster (with ``flags``) and wait until it is healthy."""
+        self.start(f"--initial-cluster={self.name}={self.peer_url}", *flags)
         wait_until_ready(
             f"etcd at {self.client_url}", self.process, self.log, self.healthy, timeout
         )
@@ -108,11 +108,11 @@ class EtcdMember:
 
 
 @contextmanager
-def running_etcd(directory: Path, name: str = "default") -> Iterator[EtcdMember]:
-    """A healthy one-member etcd cluster, killed on the way out."""
+def running_etcd(directory: Path, name: str = "default", *flags: str) -> Iterator[EtcdMember]:
+    """A healthy one-member etcd cluster (started with ``flags``), killed on the way out."""
     member = EtcdMember(directory, name)
     try:
-        member.start_alone()
+        member.start_alone(*flags)
         yield member
     finally:
         member.stop()

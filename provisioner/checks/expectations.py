@@ -12,8 +12,8 @@ its path from the pytest option ``--lab-expectations``. Format (version 1)::
         {
           "name": "core-01",                      # the node's Host alias in the ssh_config
           "ip": "192.168.150.101",                # the IP fleet reports for it
-          "role": "member",                       # "member" runs etcd, "worker" does not
-          "metadata": {"role": "member"},         # fleet metadata, exactly
+          "role": "core",                         # "core" runs an etcd member, "worker" its proxies
+          "metadata": {"role": "core"},           # fleet metadata, exactly
           "etcd_endpoints": ["http://127.0.0.1:2379"],   # what etcdctl on the node talks to
           "units": ["etcd2.service", "fleet.service", "ssh.service", "docker.socket"]
         }
@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from provisioner.config import ROLES, LabConfig, Role
+from provisioner.config import ETCD_CLIENT_PORT, ETCD_LEGACY_PORT, ROLES, LabConfig, Role
 from provisioner.errors import ConfigError
 
 FORMAT = 1
-ETCD_CLIENT_PORT = 2379
-MEMBER_UNITS = ("etcd2.service",)
+CORE_UNITS = ("etcd2.service",)  # the member
+WORKER_UNITS = ("etcd2.service", "etcd-gateway.service")  # the v2 proxy and the gateway
 COMMON_UNITS = ("fleet.service", "ssh.service", "docker.socket")  # docker starts on first use
 FLANNEL_UNITS = ("flanneld.service",)
 
@@ -54,7 +54,23 @@ class NodeExpectation:
 
     @property
     def is_member(self) -> bool:
-        return self.role == "member"
+        return self.role == "core"
+
+    @property
+    def v2_endpoints(self) -> tuple[str, ...]:
+        """Where the v2 API answers on the node: its etcd endpoints, and beside one on
+        etcd's client port the same host on the legacy port 4001 (a core node's member
+        listens on both; a worker's v2 proxy serves 4001, its gateway 2379)."""
+        client, legacy = f":{ETCD_CLIENT_PORT}", f":{ETCD_LEGACY_PORT}"
+        return tuple(
+            url
+            for endpoint in self.etcd_endpoints
+            for url in (
+                (endpoint, endpoint.removesuffix(client) + legacy)
+                if endpoint.endswith(client)
+                else (endpoint,)
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -91,12 +107,12 @@ class Expectations:
 def expectations_for_lab(config: LabConfig) -> Expectations:
     """The expectations a lab's config implies.
 
-    Members talk to their own etcd on loopback; workers to every member's client
-    URL. Every node runs fleet and sshd and listens on docker's socket (docker
-    itself starts on first use, as on CoreOS); members also run etcd2, and flanneld
-    runs everywhere when flannel is enabled.
+    Every node talks to etcd on loopback: a core node to its member, a worker to
+    its etcd gateway. Every node runs fleet and sshd and listens on docker's socket
+    (docker itself starts on first use, as on CoreOS); core nodes also run etcd2 (a
+    member), workers etcd2 (the v2 proxy) and etcd-gateway, and flanneld runs
+    everywhere when flannel is enabled.
     """
-    member_urls = tuple(f"http://{node.ip}:{ETCD_CLIENT_PORT}" for node in config.members)
     extra_units = FLANNEL_UNITS if config.flannel.enabled else ()
     nodes = []
     for node in config.nodes:
@@ -106,10 +122,8 @@ def expectations_for_lab(config: LabConfig) -> Expectations:
                 ip=node.ip,
                 role=node.role,
                 metadata=dict(node.metadata),
-                etcd_endpoints=(
-                    (f"http://127.0.0.1:{ETCD_CLIENT_PORT}",) if node.is_member else member_urls
-                ),
-                units=(MEMBER_UNITS if node.is_member else ()) + COMMON_UNITS + extra_units,
+                etcd_endpoints=(f"http://127.0.0.1:{ETCD_CLIENT_PORT}",),
+                units=(CORE_UNITS if node.is_member else WORKER_UNITS) + COMMON_UNITS + extra_units,
             )
         )
     flannel = (

@@ -1,7 +1,8 @@
 """etcd: every node reaches one healthy cluster of the expected size with one leader.
 
-Each node talks to the endpoints its expectations list (its own member, or the
-members' URLs on a worker), so the checks also prove the network between nodes.
+Each node talks to the endpoints its expectations list (127.0.0.1: its own member on a
+core node, its etcd gateway on a worker); ``--cluster`` then reaches every member's
+own URL, so the checks also prove the network between nodes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ from provisioner.checks.verdicts import (
 def test_every_member_is_healthy(host: Any, lab_node: NodeExpectation) -> None:
     health = read(host, facts.endpoint_health(lab_node.etcd_endpoints, cluster=True))
     fail_on(etcd_health_problems(health))
+
+
+def test_local_endpoint_is_healthy(host: Any, lab_node: NodeExpectation) -> None:
+    """The node's own endpoint commits through to the cluster: on a worker, its gateway."""
+    health = read(host, facts.endpoint_health(lab_node.etcd_endpoints))
+    fail_on(etcd_health_problems(health))
+
+
+def test_v2_api_answers_on_loopback(host: Any, lab_node: NodeExpectation) -> None:
+    """The tutorials' ``curl http://127.0.0.1:PORT/v2/keys/...`` works on every node, on
+    ports 2379 and 4001: a core node's member serves both, a worker's gateway 2379
+    and its v2 proxy 4001."""
+    problems = []
+    for url in lab_node.v2_endpoints:
+        action = read(host, facts.etcd_v2_read(url))
+        if action != "get":
+            problems.append(f"{url}/v2/keys/ answered {action!r}, expected 'get'")
+    fail_on(problems)
 
 
 def test_member_count(host: Any, lab_node: NodeExpectation, lab_expectations: Expectations) -> None:

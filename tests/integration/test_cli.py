@@ -173,3 +173,27 @@ def test_a_destroyed_lab_renders_again_but_keeps_refusing_edits(tmp_path: Path) 
     assert refused.returncode != 0
     assert "nodes/core-01/user-data" in refused.stderr
     assert user_data.read_text().endswith("# mine\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "lab_yaml", "message"),
+    [
+        (
+            ("--nodes", "3", "--workers", "3"),
+            "",
+            "workers: --workers 3 on 3 node(s) leaves no core",
+        ),
+        ((), "num_instances: 3\netcd_members: 5\n", "etcd_members: must be between 1 and"),
+        ((), "etcdctl_api: 4\n", "etcdctl_api: etcdctl has no API version 4"),
+    ],
+)
+def test_up_refuses_a_bad_topology_before_creating_anything(
+    tmp_path: Path, argv: tuple[str, ...], lab_yaml: str, message: str
+) -> None:
+    if lab_yaml:
+        (tmp_path / "lab.yaml").write_text(lab_yaml)
+    result = lab("-C", tmp_path, "up", *argv)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "hint:" in result.stderr
+    assert not (tmp_path / ".lab").exists()

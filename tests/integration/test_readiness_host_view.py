@@ -140,12 +140,13 @@ def test_round_trip_with_etcdctl_on_every_node(etcd: EtcdMember) -> None:
         "core-01": LocalRunner(name="core-01"),
         "core-02": LocalRunner(name="core-02"),
     }
-    summary = etcd_round_trip({"core-01": etcd.client_url}, runners)
+    local = [etcd.client_url]  # core-02, a worker, reads through its own endpoint
+    summary = etcd_round_trip({"core-01": etcd.client_url}, runners, None, local)
     assert summary == f"{READY_KEY} written on core-01, read on 2 nodes"
     first = EtcdClient([etcd.client_url]).get(READY_KEY)
     assert first is not None
     assert len(first.value.split()[0]) == 32
-    etcd_round_trip({"core-01": etcd.client_url}, runners)
+    etcd_round_trip({"core-01": etcd.client_url}, runners, None, local)
     again = EtcdClient([etcd.client_url]).get(READY_KEY)
     assert again is not None
     assert again.value != first.value  # each run writes its own value, over the same key
@@ -154,7 +155,8 @@ def test_round_trip_with_etcdctl_on_every_node(etcd: EtcdMember) -> None:
 def test_round_trip_from_the_host_leaves_only_workers_to_etcdctl(etcd: EtcdMember) -> None:
     members = {"core-01": etcd.client_url}
     runners: dict[str, Runner] = {"core-01": MustNotRun(), "worker-01": LocalRunner(name="w")}
-    summary = etcd_round_trip(members, runners, HostView(members))
+    # the worker's own endpoint is its gateway on a guest; here the member itself
+    summary = etcd_round_trip(members, runners, HostView(members), [etcd.client_url])
     assert summary == (
         f"{READY_KEY} written on core-01, read on 2 nodes (1 through their etcd from the host)"
     )

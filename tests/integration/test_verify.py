@@ -62,8 +62,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A single etcd 3.4 member on loopback; yields its client URL."""
-    with running_etcd(tmp_path_factory.mktemp("etcd"), NODE) as member:
+    """A single etcd 3.4 member on loopback, with the v2 API on as a lab's members
+    have it (etcd2.service's ETCD_ENABLE_V2); yields its client URL."""
+    with running_etcd(tmp_path_factory.mktemp("etcd"), NODE, "--enable-v2") as member:
         yield member.client_url
 
 
@@ -113,7 +114,7 @@ def lab(tmp_path: Path, sshd: Sshd, etcd: str) -> Lab:
     user_checks = tmp_path / "mine" / "test_mine.py"
     user_checks.parent.mkdir()
     user_checks.write_text(USER_CHECKS.format(marker=json.dumps(str(marker))))
-    node = NodeExpectation(NODE, "127.0.0.1", "member", {}, (etcd,), ())
+    node = NodeExpectation(NODE, "127.0.0.1", "core", {}, (etcd,), ())
     created = Lab(
         dir=tmp_path,
         host=host,
@@ -137,10 +138,12 @@ def test_passing_checks_pass_and_write_junit(lab: Lab) -> None:
     assert result.ok, result.output
     assert sorted(o.check for o in result.outcomes) == [
         "test_every_member_is_healthy",
+        "test_local_endpoint_is_healthy",
         "test_member_count",
         "test_node_is_a_member",
         "test_one_leader",
         "test_user_check_runs_on_the_node",
+        "test_v2_api_answers_on_loopback",
     ]
     assert {o.node for o in result.outcomes} == {NODE}
     assert lab.marker.exists()  # the user's check really ran on the node
@@ -148,7 +151,7 @@ def test_passing_checks_pass_and_write_junit(lab: Lab) -> None:
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert suite.get("name") == "lab-verify"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("7", "0", "0")
     for case in junit_cases(junit):
         assert case.find("properties/property[@name='node']") is not None
     result.raise_for_failures()
@@ -169,7 +172,7 @@ def test_a_wrong_member_count_fails_and_is_reported(lab: Lab) -> None:
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     assert suite.get("failures") == "2"
-    with pytest.raises(LabError, match=f"2 of 5 checks failed on {NODE}"):
+    with pytest.raises(LabError, match=f"2 of 7 checks failed on {NODE}"):
         result.raise_for_failures()
 
 
@@ -180,7 +183,7 @@ def test_a_worker_skips_only_the_member_check(lab: Lab) -> None:
     (skipped,) = [o for o in result.outcomes if o.outcome == "skipped"]
     assert skipped.check == "test_node_is_a_member"
     assert skipped.message == f"{NODE} is a worker and runs no etcd member"
-    assert sum(1 for o in result.outcomes if o.outcome == "passed") == 4
+    assert sum(1 for o in result.outcomes if o.outcome == "passed") == 6
 
 
 def test_an_unreachable_member_fails_the_health_check(lab: Lab) -> None:
@@ -190,10 +193,14 @@ def test_an_unreachable_member_fails_the_health_check(lab: Lab) -> None:
     failed = {o.check: o for o in result.failures}
     assert set(failed) == {
         "test_every_member_is_healthy",
+        "test_local_endpoint_is_healthy",
         "test_member_count",
         "test_node_is_a_member",
         "test_one_leader",
+        "test_v2_api_answers_on_loopback",
     }
+    local = failed.pop("test_local_endpoint_is_healthy")  # etcdctl tells: unhealthy
+    assert (local.error_type, dead.split("//")[1] in local.message) == ("Failed", True)
     assert all(o.error_type == "provisioner.errors.RemoteError" for o in failed.values())
     assert "etcdctl" in failed["test_member_count"].message
 
@@ -211,7 +218,7 @@ def test_a_host_key_not_pinned_is_refused_before_anything_runs(
     result = lab.verify(junit=junit)
     assert not result.ok
     assert result.refused_nodes == (NODE,)
-    assert len(result.outcomes) == 5
+    assert len(result.outcomes) == 7
     assert all(o.host_key_refused for o in result.outcomes), result.output
     assert "refusing to connect" in result.outcomes[0].message
     assert not lab.marker.exists()  # the user's check never ran

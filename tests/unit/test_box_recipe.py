@@ -67,6 +67,8 @@ def test_default_recipe_parses_with_the_required_guest_pieces() -> None:
     assert recipe.overlay_dir is not None
     assert (recipe.overlay_dir / "usr/lib/systemd/system/etcd2.service").is_file()
     assert (recipe.overlay_dir / "usr/lib/systemd/system/etcd-member.service").is_symlink()
+    assert (recipe.overlay_dir / "usr/lib/systemd/system/etcd-gateway.service").is_file()
+    assert "curl" in recipe.packages
 
 
 def test_minimal_recipe_gets_defaults(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from provisioner.checks.expectations import (
+    NodeExpectation,
     expectations_for_lab,
     load_expectations,
     parse_expectations,
@@ -36,8 +37,8 @@ def sample() -> dict[str, Any]:
             {
                 "name": "core-01",
                 "ip": "127.0.0.1",
-                "role": "member",
-                "metadata": {"role": "member"},
+                "role": "core",
+                "metadata": {"role": "core"},
                 "etcd_endpoints": ["http://127.0.0.1:2379"],
                 "units": ["etcd2.service"],
             }
@@ -51,16 +52,16 @@ def test_built_from_a_lab_config(tmp_path: Path) -> None:
     assert expected.lab == "demo"
     assert expected.etcd_members == 2
     core01, core02, core03 = expected.nodes
-    assert (core01.name, core01.ip, core01.role) == ("core-01", "192.168.150.101", "member")
-    assert core01.metadata == {"disk": "ssd", "rack": "r1"}
+    assert (core01.name, core01.ip, core01.role) == ("core-01", "192.168.150.101", "core")
+    assert core01.metadata == {"disk": "ssd", "rack": "r1", "role": "core"}
     assert core01.etcd_endpoints == ("http://127.0.0.1:2379",)
     assert core01.units[0] == "etcd2.service"
     assert "flanneld.service" in core01.units
     assert core03.role == "worker"
-    assert core03.etcd_endpoints == ("http://192.168.150.101:2379", "http://192.168.150.102:2379")
-    assert "etcd2.service" not in core03.units
+    assert core03.etcd_endpoints == ("http://127.0.0.1:2379",)  # its etcd gateway
+    assert core03.units[:2] == ("etcd2.service", "etcd-gateway.service")
     assert {"fleet.service", "ssh.service", "docker.socket"} <= set(core03.units)
-    assert core02.metadata == {}
+    assert core02.metadata == {"role": "core"}
 
 
 def test_round_trips_through_json(tmp_path: Path) -> None:
@@ -122,3 +123,10 @@ def test_duplicate_nodes_are_refused() -> None:
 def test_missing_file_says_where(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the expectations file"):
         load_expectations(tmp_path / "nope.json")
+
+
+def test_v2_endpoints_add_the_legacy_port_beside_the_client_port() -> None:
+    node = NodeExpectation("core-04", "10.0.0.4", "worker", {}, ("http://127.0.0.1:2379",))
+    assert node.v2_endpoints == ("http://127.0.0.1:2379", "http://127.0.0.1:4001")
+    other = NodeExpectation("core-01", "127.0.0.1", "core", {}, ("http://127.0.0.1:32001",))
+    assert other.v2_endpoints == ("http://127.0.0.1:32001",)

@@ -37,8 +37,8 @@ def fixture(name: str) -> str:
 def fleet_nodes() -> list[NodeExpectation]:
     """The three machines of the fleetctl fixtures, as a lab would expect them."""
     return [
-        NodeExpectation("core-01", "172.17.8.101", "member", {"name": "core-01", "role": "member"}),
-        NodeExpectation("core-02", "172.17.8.102", "member", {"name": "core-02", "role": "member"}),
+        NodeExpectation("core-01", "172.17.8.101", "core", {"name": "core-01", "role": "member"}),
+        NodeExpectation("core-02", "172.17.8.102", "core", {"name": "core-02", "role": "member"}),
         NodeExpectation("core-03", "172.17.8.103", "worker", {}),
     ]
 
@@ -94,14 +94,14 @@ def test_learner_does_not_count_as_a_voting_member() -> None:
 def test_local_member_is_listed_and_reachable() -> None:
     statuses = parse_endpoint_status(fixture("etcd-endpoint-status-1.json"))
     members = parse_member_list(fixture("etcd-member-list-3.json"))
-    node = NodeExpectation("core-01", "127.0.0.1", "member")
+    node = NodeExpectation("core-01", "127.0.0.1", "core")
     assert local_member_problems(node, statuses, members) == []
 
 
 def test_local_member_without_a_url_on_its_ip() -> None:
     statuses = parse_endpoint_status(fixture("etcd-endpoint-status-1.json"))
     members = parse_member_list(fixture("etcd-member-list-3.json"))
-    node = NodeExpectation("core-01", "192.168.50.101", "member")
+    node = NodeExpectation("core-01", "192.168.50.101", "core")
     (problem,) = local_member_problems(node, statuses, members)
     assert "advertises no client URL on 192.168.50.101" in problem
 
@@ -113,7 +113,7 @@ def test_local_member_missing_from_the_list() -> None:
         for m in parse_member_list(fixture("etcd-member-list-3.json"))
         if m.member_id != statuses[0].member_id
     ]
-    node = NodeExpectation("core-01", "127.0.0.1", "member")
+    node = NodeExpectation("core-01", "127.0.0.1", "core")
     (problem,) = local_member_problems(node, statuses, members)
     assert "which the member list lacks" in problem
 

@@ -442,3 +442,34 @@ def test_scripts_run_as_transient_units_from_the_workspace(tmp_path: Path) -> No
     assert systemd.calls == [("run-script", f"/var/lib/coreos-cloudinit/scripts/{script.name}")]
     assert name == f"coreos-cloudinit-{script.name}.service"
     assert read(tmp_path, "/var/lib/coreos-cloudinit/scripts/unit-name") == name
+
+
+@pytest.mark.unit
+def test_a_lab_worker_gets_its_proxies_and_etcdctl_api(tmp_path: Path) -> None:
+    """The golden 3 core + 5 workers render's worker, applied: etcd2 configured as the
+    v2 proxy, the box's etcd-gateway.service given the core's endpoints, ETCDCTL_API
+    for login shells and (through DefaultEnvironment=, read on the daemon-reload that
+    precedes every start) for units."""
+    golden = Path(__file__).resolve().parent.parent / "golden" / "production-3-core-5-workers"
+    text = (golden / "nodes" / "core-05" / "user-data").read_text()
+    machine, systemd, _, _ = fake_machine(tmp_path, core_account())
+    apply_cloud_config(parse_cloud_config(text), machine, ADDRESSES)
+
+    proxy = read(tmp_path, "/run/systemd/system/etcd2.service.d/20-cloudinit.conf")
+    assert 'Environment="ETCD_PROXY=on"\n' in proxy
+    gateway = "/etc/systemd/system/etcd-gateway.service.d/20-lab.conf"
+    assert read(tmp_path, gateway) == (
+        "[Service]\nEnvironment=ETCD_GATEWAY_ENDPOINTS="
+        "192.168.58.101:2379,192.168.58.102:2379,192.168.58.103:2379\n"
+    )
+    assert "export ETCDCTL_API=2\n" in read(tmp_path, "/etc/profile.d/etcdctl-api.sh")
+    assert read(tmp_path, "/etc/systemd/system.conf.d/10-etcdctl-api.conf").endswith(
+        "[Manager]\nDefaultEnvironment=ETCDCTL_API=2\n"
+    )
+    starts = [call for call in systemd.calls if call[0] in ("daemon-reload", "start")]
+    assert starts[:4] == [
+        ("daemon-reload",),
+        ("start", "etcd2.service"),
+        ("start", "etcd-gateway.service"),
+        ("start", "flannel-network-config.service"),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from pathlib import Path
 
 import pytest
 
@@ -301,3 +302,22 @@ def test_addresses_come_from_metadata_then_environment_then_the_local_address() 
         "COREOS_PUBLIC_IPV6": "fd00::2",
     }
     assert resolve_addresses({}, {}, "192.168.121.5").private_ipv4 == "192.168.121.5"
+
+
+@pytest.mark.unit
+def test_a_workers_etcd2_proxy_section_becomes_etcd_proxy_environment() -> None:
+    """A lab worker's ``coreos.etcd2`` (the golden 3 core + 5 workers render) maps to
+    the ``ETCD_PROXY``/``ETCD_INITIAL_CLUSTER``/``ETCD_LISTEN_CLIENT_URLS`` variables
+    coreos-cloudinit's config/etcd2.go names, which etcd 3.4 reads for its v2 proxy
+    mode (etcdmain/etcd.go, startProxy)."""
+    golden = Path(__file__).resolve().parent.parent / "golden" / "production-3-core-5-workers"
+    config = parse_cloud_config((golden / "nodes" / "core-04" / "user-data").read_text())
+    render.assert_valid(config.coreos.etcd2, schema.ETCD2)
+    etcd2 = next(u for u in render.drop_in_units(config) if u.name == "etcd2.service")
+    assert etcd2.drop_ins[0].content == (
+        "[Service]\n"
+        'Environment="ETCD_INITIAL_CLUSTER=core-01=http://192.168.58.101:2380,'
+        'core-02=http://192.168.58.102:2380,core-03=http://192.168.58.103:2380"\n'
+        'Environment="ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:4001"\n'
+        'Environment="ETCD_PROXY=on"\n'
+    )

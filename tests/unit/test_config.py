@@ -13,6 +13,7 @@ from provisioner.config import (
     node_mac,
     quorum_row,
     quorum_table,
+    topology_line,
 )
 from provisioner.errors import ConfigError
 
@@ -53,23 +54,78 @@ def test_flags_override_file(tmp_path: Path) -> None:
 def test_seed_metadata_example(tmp_path: Path) -> None:
     config = build_config(SEED_METADATA, tmp_path, Overrides())
     assert [n.metadata_string for n in config.nodes] == [
-        "compute=web,rack=rack1",
-        "compute=web,rack=rack2",
-        "compute=db,rack=rack3",
+        "compute=web,rack=rack1,role=core",
+        "compute=web,rack=rack2,role=core",
+        "compute=db,rack=rack3,role=core",
     ]
 
 
 def test_lab_wide_metadata_is_merged_under_node_metadata(tmp_path: Path) -> None:
     raw = {"metadata": "dc=home,rack=any", "nodes": {"core-02": {"metadata": "rack=r2"}}}
     config = build_config(raw, tmp_path, Overrides())
-    assert config.node("core-01").metadata_string == "dc=home,rack=any"
-    assert config.node("core-02").metadata_string == "dc=home,rack=r2"
+    assert config.node("core-01").metadata_string == "dc=home,rack=any,role=core"
+    assert config.node("core-02").metadata_string == "dc=home,rack=r2,role=core"
 
 
 def test_workers_after_members(tmp_path: Path) -> None:
     config = build_config({"num_instances": 5, "etcd_members": 3}, tmp_path, Overrides())
-    assert [n.role for n in config.nodes] == ["member"] * 3 + ["worker"] * 2
+    assert [n.role for n in config.nodes] == ["core"] * 3 + ["worker"] * 2
     assert len(config.members) == 3
+
+
+@pytest.mark.parametrize(
+    ("count", "core"), [(1, 1), (3, 3), (4, 4), (5, 5), (6, 3), (9, 3), (10, 5), (150, 5)]
+)
+def test_default_core_is_every_node_up_to_five_then_an_odd_core(
+    tmp_path: Path, count: int, core: int
+) -> None:
+    config = build_config({"num_instances": count}, tmp_path, Overrides())
+    assert [n.role for n in config.nodes] == ["core"] * core + ["worker"] * (count - core)
+    assert config.etcd_members == core
+
+
+def test_workers_flag_wins_over_lab_yaml(tmp_path: Path) -> None:
+    raw = {"num_instances": 5, "etcd_members": 5}
+    config = build_config(raw, tmp_path, Overrides(num_instances=8, workers=5))
+    assert (len(config.members), len(config.workers)) == (3, 5)
+    from_file = build_config({"num_instances": 8, "workers": 3}, tmp_path, Overrides())
+    assert (len(from_file.members), len(from_file.workers)) == (5, 3)
+
+
+def test_workers_flag_errors_name_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({}, tmp_path, Overrides(num_instances=2, workers=2))
+    assert "--workers 2 on 2 node(s) leaves no core node" in str(info.value)
+    assert info.value.hint == "with 2 nodes use at most 1 workers, or more nodes (--nodes)"
+
+
+def test_role_metadata_merges_under_the_users(tmp_path: Path) -> None:
+    raw = {
+        "num_instances": 4,
+        "workers": 2,
+        "metadata": "dc=home",
+        "nodes": {"core-04": {"metadata": "role=frontend"}},
+    }
+    config = build_config(raw, tmp_path, Overrides())
+    assert [n.metadata_string for n in config.nodes] == [
+        "dc=home,role=core",
+        "dc=home,role=core",
+        "dc=home,role=worker",
+        "dc=home,role=frontend",  # the user's value wins; the node is still a worker
+    ]
+    assert config.node("core-04").role == "worker"
+
+
+def test_a_node_role_overrides_the_count(tmp_path: Path) -> None:
+    raw = {"num_instances": 3, "nodes": {"core-02": {"role": "worker"}}}
+    config = build_config(raw, tmp_path, Overrides())
+    assert [n.role for n in config.nodes] == ["core", "worker", "core"]
+    assert config.etcd_members == 2
+
+
+def test_etcdctl_api_defaults_to_3(tmp_path: Path) -> None:
+    assert build_config({}, tmp_path, Overrides()).etcdctl_api == 3
+    assert build_config({"etcdctl_api": 2}, tmp_path, Overrides()).etcdctl_api == 2
 
 
 @pytest.mark.parametrize(
@@ -88,6 +144,24 @@ def test_workers_after_members(tmp_path: Path) -> None:
         ({"nodes": {"core-01": {"rol": "worker"}}}, "nodes.core-01.rol", "did you mean 'role'"),
         ({"nodes": {"core-01": {"metadata": "rack"}}}, "nodes.core-01.metadata", "not key=value"),
         ({"etcd_members": 4}, "etcd_members", "between 1 and the number of nodes"),
+        ({"etcd_members": 4}, "etcd_members", "use etcd_members: 3, or more nodes"),
+        ({"workers": 3}, "workers", "workers 3 on 3 node(s) leaves no core node"),
+        ({"workers": 3}, "workers", "use at most 2 workers"),
+        ({"workers": -1}, "workers", "must be 0 or more"),
+        (
+            {"num_instances": 5, "workers": 2, "etcd_members": 2},
+            "etcd_members",
+            "set only one of etcd_members and workers",
+        ),
+        ({"etcdctl_api": 4}, "etcdctl_api", "etcdctl has no API version 4"),
+        ({"etcdctl_api": 4}, "etcdctl_api", "2 (etcdctl set/get/ls"),
+        ({"etcdctl_api": "2"}, "etcdctl_api", "expected int, got str"),
+        ({"nodes": {"core-01": {"role": "member"}}}, "nodes.core-01.role", "core (runs an etcd"),
+        (
+            {"num_instances": 2, "nodes": {n: {"role": "worker"} for n in ("core-01", "core-02")}},
+            "nodes",
+            "every node is a worker",
+        ),
         ({"update_channel": "nightly"}, "update_channel", "unknown channel"),
         ({"forwarded_ports": {"80": "x"}}, "forwarded_ports.80", "port numbers"),
         ({"flannel": {"enable": True}}, "flannel.enable", "did you mean 'enabled'"),
@@ -178,3 +252,11 @@ def test_serial_logging_cannot_be_disabled(tmp_path: Path) -> None:
         build_config({"enable_serial_logging": False}, tmp_path, Overrides())
     assert info.value.key == "enable_serial_logging"
     assert "pin its SSH host keys" in str(info.value)
+
+
+def test_topology_line_says_why_when_the_default_made_workers(tmp_path: Path) -> None:
+    line = topology_line(build_config({"num_instances": 8}, tmp_path, Overrides()))
+    assert line.startswith("topology: 3 core node(s) run etcd members, 5 worker(s)")
+    assert "the default beyond 5 nodes: an odd core of 3 up to 9 nodes, 5 from 10" in line
+    chosen = topology_line(build_config({"num_instances": 8, "workers": 3}, tmp_path, Overrides()))
+    assert "default" not in chosen

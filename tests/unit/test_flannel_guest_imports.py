@@ -57,7 +57,7 @@ def test_the_unit_reads_cloud_configs_options_and_notifies_readiness() -> None:
         "Type=notify",
         "EnvironmentFile=-/run/flannel/options.env",
         "ExecStart=/usr/bin/flanneld",
-        "After=etcd.service etcd2.service network-online.target",
+        "After=etcd.service etcd2.service etcd-gateway.service network-online.target",
         "Before=docker.service",
         "Restart=always",
     } <= lines

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.unit
 A = FlannelLease("10.1.19.0/24", "192.168.58.101", "vxlan")
 B = FlannelLease("10.1.3.0/24", "192.168.58.102", "vxlan")
 NODES = (
-    NodeExpectation("core-01", "192.168.58.101", "member"),
-    NodeExpectation("core-02", "192.168.58.102", "member"),
+    NodeExpectation("core-01", "192.168.58.101", "core"),
+    NodeExpectation("core-02", "192.168.58.102", "core"),
 )
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.config import Overrides, build_config
 from provisioner.errors import HostKeyError, LabError, WaitTimeout
 from provisioner.lifecycle import Run
 from provisioner.nodes import check_pins, pinned_pairs, stored_pins
-from provisioner.operate import UPLOAD_DIR, fleetctl_args
+from provisioner.operate import UPLOAD_DIR, etcdctl_argv, fleetctl_args
 from provisioner.progress import PlainProgress
 from provisioner.readiness import NodeFacts
 from provisioner.waits import wait_for
@@ -163,3 +164,18 @@ def test_early_cluster_checks_start_once_every_node_is_ready(
     run.cancel.set()
     assert run._early_cluster(ready) is None
     assert len(seen) == 1
+
+
+def test_lab_etcdctl_speaks_the_labs_etcdctl_api_to_every_member(tmp_path: Path) -> None:
+    raw = {"num_instances": 4, "workers": 1, "subnet": "192.168.58.0/24", "etcdctl_api": 2}
+    config = build_config(raw, tmp_path, Overrides())
+    assert etcdctl_argv(config, ["set", "/message", "Hello"]) == [
+        "env",
+        "ETCDCTL_API=2",
+        "etcdctl",
+        "--endpoints=http://192.168.58.101:2379,http://192.168.58.102:2379,"
+        "http://192.168.58.103:2379",
+        "set",
+        "/message",
+        "Hello",
+    ]

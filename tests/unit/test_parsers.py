@@ -18,6 +18,7 @@ from provisioner.parsers import (
     parse_list_units,
     parse_member_list,
     parse_systemctl_failed,
+    parse_v2_action,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "parsers"
@@ -310,3 +311,14 @@ def test_is_system_running_every_state(state: SystemState) -> None:
 def test_is_system_running_refuses(text: str) -> None:
     with pytest.raises(RemoteError, match="systemctl is-system-running"):
         parse_is_system_running(text)
+
+
+# --- etcd's v2 keys API -------------------------------------------------------
+
+
+def test_v2_action_of_a_read_and_a_bad_answer() -> None:
+    # etcd 3.4's answer to GET /v2/keys/ (Documentation/v2/api.md)
+    root = '{"action":"get","node":{"dir":true,"nodes":[{"key":"/message","value":"Hello"}]}}'
+    assert parse_v2_action(root) == "get"
+    with pytest.raises(RemoteError, match=r"output of `curl \.\.\./v2/keys/`: not JSON"):
+        parse_v2_action("404 page not found")

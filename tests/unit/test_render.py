@@ -43,6 +43,10 @@ CASES: dict[str, tuple[dict[str, object], str | None]] = {
         {**SEED, "cloud_config": [str(FIXTURES / "extra-units.yaml")], "agent_ttl": "10s"},
         TOKEN_URL,
     ),
+    "production-3-core-5-workers": (
+        {"num_instances": 8, "etcdctl_api": 2, "metadata": "dc=lab"},
+        TOKEN_URL,
+    ),
     "workers-flannel": (
         {"num_instances": 4, "etcd_members": 3, "flannel": {"enabled": True}},
         TOKEN_URL,
@@ -100,7 +104,7 @@ def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
     files = render_case(tmp_path, raw, url)
     node3 = yaml.safe_load(files["nodes/core-03/user-data"])
     assert node3["hostname"] == "core-03"
-    assert node3["coreos"]["fleet"]["metadata"] == "compute=db,rack=rack3"
+    assert node3["coreos"]["fleet"]["metadata"] == "compute=db,rack=rack3,role=core"
     assert node3["coreos"]["fleet"]["public-ip"] == "192.168.58.103"
     assert node3["coreos"]["etcd2"]["discovery"] == TOKEN_URL
     assert node3["coreos"]["etcd2"]["advertise-client-urls"].startswith(
@@ -116,7 +120,7 @@ def test_seed_metadata_and_fragments_reach_the_nodes(tmp_path: Path) -> None:
         "hello.service",
     ]
     assert "Hello World" in node3["coreos"]["units"][-1]["content"]
-    assert node3["write_files"][0]["path"] == "/etc/motd"
+    assert node3["write_files"][-1]["path"] == "/etc/motd"  # after the lab's own files
     assert node3["ssh_authorized_keys"] == [PUBLIC_KEY]
     assert "$private_ipv4" not in files["nodes/core-03/user-data"]
 
@@ -132,14 +136,30 @@ def test_static_bootstrap_lists_every_member(tmp_path: Path) -> None:
     assert etcd2["initial-cluster-state"] == "new"
 
 
-def test_workers_run_no_etcd_and_use_the_members(tmp_path: Path) -> None:
+def test_workers_run_etcds_proxies_and_use_127_0_0_1(tmp_path: Path) -> None:
     files = render_case(tmp_path, {"num_instances": 4, "etcd_members": 3}, TOKEN_URL)
     worker = yaml.safe_load(files["nodes/core-04/user-data"])
-    assert "etcd2" not in worker["coreos"]
-    assert worker["coreos"]["fleet"]["etcd-servers"] == (
-        "http://192.168.58.101:2379,http://192.168.58.102:2379,http://192.168.58.103:2379"
+    # CoreOS's worker: etcd2 as a v2 proxy to the members' peer URLs (on port 4001 here)
+    assert worker["coreos"]["etcd2"] == {
+        "proxy": "on",
+        "initial-cluster": "core-01=http://192.168.58.101:2380,"
+        "core-02=http://192.168.58.102:2380,core-03=http://192.168.58.103:2380",
+        "listen-client-urls": "http://0.0.0.0:4001",
+    }
+    assert worker["coreos"]["fleet"]["etcd-servers"] == "http://127.0.0.1:2379"
+    assert worker["coreos"]["flannel"]["etcd-endpoints"] == "http://127.0.0.1:2379"
+    assert worker["coreos"]["fleet"]["metadata"] == "role=worker"
+    units = {unit["name"]: unit for unit in worker["coreos"]["units"]}
+    assert units["etcd2.service"]["command"] == "start"
+    gateway = units["etcd-gateway.service"]
+    assert gateway["command"] == "start"
+    assert gateway["drop-ins"][0]["content"] == (
+        "[Service]\nEnvironment=ETCD_GATEWAY_ENDPOINTS="
+        "192.168.58.101:2379,192.168.58.102:2379,192.168.58.103:2379\n"
     )
-    assert "etcd2.service" not in [unit["name"] for unit in worker["coreos"]["units"]]
+    core = yaml.safe_load(files["nodes/core-01/user-data"])
+    assert "proxy" not in core["coreos"]["etcd2"]
+    assert "etcd-gateway.service" not in [unit["name"] for unit in core["coreos"]["units"]]
 
 
 def test_invalid_fragment_is_refused_with_file_and_line(tmp_path: Path) -> None:
@@ -202,3 +222,16 @@ def test_to_yaml_keeps_multiline_blocks() -> None:
     text = to_yaml([{"name": "a.service", "content": "[Unit]\nDescription=a\n"}], 4)
     assert text.splitlines()[0] == "    - name: a.service"
     assert "content: |" in text
+
+
+@pytest.mark.parametrize("api", [2, 3])
+def test_etcdctl_api_reaches_login_shells_and_units(tmp_path: Path, api: int) -> None:
+    files = render_case(tmp_path, {"num_instances": 1, "etcdctl_api": api}, TOKEN_URL)
+    written = {
+        entry["path"]: entry["content"]
+        for entry in yaml.safe_load(files["nodes/core-01/user-data"])["write_files"]
+    }
+    assert f"\nexport ETCDCTL_API={api}\n" in written["/etc/profile.d/etcdctl-api.sh"]
+    assert written["/etc/systemd/system.conf.d/10-etcdctl-api.conf"].endswith(
+        f"[Manager]\nDefaultEnvironment=ETCDCTL_API={api}\n"
+    )

@@ -32,6 +32,8 @@ SEED_METADATA = {
     "core-02": "compute=web,rack=rack2",
     "core-03": "compute=db,rack=rack3",
 }
+# what fleet lists: the seed's metadata and each node's role (all three are core nodes)
+FLEET_METADATA = {name: f"{meta},role=core" for name, meta in SEED_METADATA.items()}
 UP_TIMEOUT = 2400.0
 
 

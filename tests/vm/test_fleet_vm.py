@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.vm.conftest import AGENT_TTL, SEED_METADATA, Lab
+from tests.vm.conftest import AGENT_TTL, FLEET_METADATA, SEED_METADATA, Lab
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1200)]
 
@@ -140,7 +140,7 @@ class Fleet:
         for line in listing.splitlines():
             machine, ip, metadata = line.split()
             name = self.node_of(machine)
-            assert (ip, metadata) == (self.nodes[name].ip, SEED_METADATA[name]), line
+            assert (ip, metadata) == (self.nodes[name].ip, FLEET_METADATA[name]), line
             names.append(name)
         return names
 

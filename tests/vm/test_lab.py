@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from provisioner.config import load_config
-from tests.vm.conftest import AGENT_TTL, SEED_METADATA, Lab
+from tests.vm.conftest import AGENT_TTL, FLEET_METADATA, SEED_METADATA, Lab
 
 pytestmark = pytest.mark.vm
 
@@ -48,7 +48,7 @@ def test_status_json_describes_every_node(lab: Lab) -> None:
         assert len(node["machine_id"]) == 32, name
         assert node["failed_units"] == [], name
         meta = ",".join(f"{k}={v}" for k, v in sorted(node["metadata"].items()))
-        assert meta == SEED_METADATA[name]
+        assert meta == FLEET_METADATA[name]
     assert len({node["machine_id"] for node in nodes.values()}) == 3
     assert sum(node["etcd_leader"] for node in nodes.values()) == 1
 
