@@ -170,11 +170,18 @@ def gateway_endpoints(config: LabConfig) -> str:
 
 
 def etcdctl_api_files(config: LabConfig) -> list[dict[str, str]]:
-    """``etcdctl_api`` on a guest: ETCDCTL_API for login shells (the ``core`` user's
-    ``lab ssh``) and, through systemd's ``DefaultEnvironment=``, for every unit (read at
+    """``etcdctl_api`` on a guest: ETCDCTL_API for every SSH session (pam_env reads
+    ``/etc/environment`` for sshd's sessions, with or without a command: ``lab ssh``,
+    ``lab exec``, ``vagrant ssh``), for login shells (``/etc/profile.d``, also on the
+    console) and, through systemd's ``DefaultEnvironment=``, for every unit (read at
     boot and on the daemon-reload cloud-config does after writing its units)."""
     api = config.etcdctl_api
     return [
+        {
+            "path": "/etc/environment",
+            "permissions": "0644",
+            "content": f"ETCDCTL_API={api}\n",
+        },
         {
             "path": "/etc/profile.d/etcdctl-api.sh",
             "permissions": "0644",
