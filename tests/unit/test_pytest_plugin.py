@@ -7,6 +7,7 @@ fixture in the VM tier.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,13 @@ def test_start_unit_needs_a_file(tmp_path: Path) -> None:
     lab = session(tmp_path)
     with pytest.raises(ConfigError, match="unit file not found"):
         lab.start_unit(tmp_path / "absent.service")
+
+
+def test_the_readme_example_compiles_and_calls_only_what_a_lab_session_has() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    compile(example, "README example", "exec")
+    assert "running_lab" in example
+    called = set(re.findall(r"running_lab\.(\w+)\(", example))
+    assert called == {"start_unit", "fleetctl", "kill", "etcdctl"}
+    assert all(callable(getattr(LabSession, name)) for name in called)
