@@ -8,6 +8,7 @@ fixture in the VM tier.
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -302,3 +303,8 @@ def test_the_readme_example_compiles_and_calls_only_what_a_lab_session_has() -> 
     called = set(re.findall(r"running_lab\.(\w+)\(", example))
     assert called == {"start_unit", "fleetctl", "kill", "etcdctl"}
     assert all(callable(getattr(LabSession, name)) for name in called)
+
+
+def test_the_plugin_is_a_pytest11_entry_point_of_the_package() -> None:
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["pytest11"] == {"lab": "provisioner.pytest_plugin"}
