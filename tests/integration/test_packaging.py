@@ -41,7 +41,7 @@ def test_wheel_ships_templates_boxes_and_vagrantfile(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         (entry_points,) = [n for n in shipped if n.endswith(".dist-info/entry_points.txt")]
         declared = archive.read(entry_points).decode()
-    assert "[pytest11]\nlab = provisioner.pytest_plugin" in declared
+    assert "[pytest11]\nprovisioner.pytest_plugin = provisioner.pytest_plugin" in declared
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel)

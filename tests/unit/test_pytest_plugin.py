@@ -307,4 +307,5 @@ def test_the_readme_example_compiles_and_calls_only_what_a_lab_session_has() -> 
 
 def test_the_plugin_is_a_pytest11_entry_point_of_the_package() -> None:
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    assert pyproject["project"]["entry-points"]["pytest11"] == {"lab": "provisioner.pytest_plugin"}
+    declared = pyproject["project"]["entry-points"]["pytest11"]
+    assert declared == {"provisioner.pytest_plugin": "provisioner.pytest_plugin"}
