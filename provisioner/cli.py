@@ -11,7 +11,6 @@ function; the box and discovery verbs' work lives in their packages.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -327,6 +326,11 @@ accel_option = click.option(
 )
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (docs/output.md)."
+)
+
+
 @main.command()
 @nodes_option
 @workers_option
@@ -338,6 +342,7 @@ accel_option = click.option(
     metavar="NAME",
     help="Restore snapshot NAME if the lab has it; otherwise boot, verify and save it as NAME.",
 )
+@json_option
 @pass_context
 @handle_errors
 def up(
@@ -348,33 +353,62 @@ def up(
     discovery: str | None,
     accel: str,
     snapshot: str | None,
+    as_json: bool,
 ) -> None:
-    """Render, boot and verify the lab; resumes after an interruption."""
-    from rich.console import Console
+    """Render, boot and verify the lab; resumes after an interruption.
 
-    from provisioner.lifecycle import snapshots
+    Progress goes to stderr; the summary (with --json, one JSON object) to stdout."""
+    import json
+
+    from provisioner.lifecycle import fastpath, snapshots
     from provisioner.lifecycle import up as do_up
-    from provisioner.progress import make_progress, summary_table
+    from provisioner.progress import make_progress
+    from provisioner.reports import up_json
 
     overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
     lab = _load_for_render(ctx, config_file, overrides)
     if snapshot is not None:
         snapshots.check_name(snapshot)
-        if _has_snapshot(lab, snapshot):
-            _restore(lab, snapshot)
-            return
     progress = make_progress()
+    failed: fastpath.VerifyError | None = None
     try:
-        result = do_up(lab, progress, accel=accel)
+        if snapshot is None:
+            ready = fastpath.Ready(up=do_up(lab, progress, accel=accel))
+        else:
+            ready = fastpath.up_from_snapshot(lab, snapshot, progress, accel=accel)
+    except fastpath.VerifyError as exc:  # the summary and the report first, then the error
+        failed, ready = exc, exc.ready
     finally:
         progress.close()
-    console = Console()
-    if result.already_up:
+    if as_json:
+        click.echo(json.dumps(up_json(lab, ready), indent=2))
+    else:
+        _print_ready(lab, ready)
+    if failed is not None:
+        raise failed
+
+
+def _print_ready(lab: Any, ready: Any) -> None:
+    """``lab up``'s summary as text: the restore, or the nodes' table, verify and save."""
+    from provisioner.checks.runner import render_report
+    from provisioner.progress import short_id, summary_table, table_console
+
+    if ready.restored is not None:
+        result = ready.restored
+        click.echo(
+            f"lab {lab.name} restored from snapshot {result.name} in {result.seconds:.1f}s "
+            f"(reverted in {result.paused_seconds:.1f}s): {result.detail}"
+        )
+        return
+    console = table_console()
+    up_result = ready.up
+    if up_result.already_up:
         console.print(f"lab {lab.name} is already up; nothing changed")
     rows = [
-        [n.name, n.ip, n.role, n.machine_id[:12], n.system_state, ", ".join(n.failed_units) or "-"]
-        for n in result.nodes
-    ]
+        [n.name, n.ip, n.role, short_id(n.machine_id, console), n.system_state,
+         ", ".join(n.failed_units) or "-"]
+        for n in up_result.nodes
+    ]  # fmt: skip
     console.print(
         summary_table(("node", "address", "role", "machine-id", "systemd", "failed units"), rows)
     )
@@ -385,27 +419,20 @@ def up(
             f"overlay: flannel {overlay.backend} on {overlay.network}, a subnet per node"
             " for its containers (`lab status` lists them)"
         )
-    if result.phase_seconds:
-        timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.phase_seconds.items())
-        console.print(f"accel {result.accel}; {timing}")
-    if snapshot is not None:
-        # the fast path's first run: only a verified lab is worth coming back to
-        from provisioner.checks.runner import render_report
-        from provisioner.operate import verify as run_verify
-
-        checked = run_verify(lab, junit=None, extra=())
-        click.echo(render_report(checked))
-        checked.raise_for_failures()
-        _save(lab, snapshot)
+    if up_result.phase_seconds:
+        timing = ", ".join(f"{k} {v:.1f}s" for k, v in up_result.phase_seconds.items())
+        console.print(f"accel {up_result.accel}; {timing}")
+    if ready.verified is not None:
+        click.echo(render_report(ready.verified))
+    if ready.saved is not None:
+        _print_saved(ready.saved)
 
 
-def _has_snapshot(lab: Any, name: str) -> bool:
-    from provisioner.lifecycle import snapshots
-
-    with contextlib.suppress(LabError):  # no lab yet (no network, no VMs): nothing to restore
-        found = snapshots.find(lab, name)
-        return found is not None and found.complete
-    return False
+def _print_saved(result: Any) -> None:
+    click.echo(
+        f"snapshot {result.name} of {len(result.nodes)} nodes saved in {result.seconds:.1f}s "
+        f"(the nodes stood still for {result.paused_seconds:.1f}s)"
+    )
 
 
 def _save(lab: Any, name: str) -> None:
@@ -417,14 +444,11 @@ def _save(lab: Any, name: str) -> None:
         result = snapshots.save(lab, name, progress)
     finally:
         progress.close()
-    click.echo(
-        f"snapshot {result.name} of {len(result.nodes)} nodes saved in {result.seconds:.1f}s "
-        f"(the nodes stood still for {result.paused_seconds:.1f}s)"
-    )
+    _print_saved(result)
 
 
 def _restore(lab: Any, name: str) -> None:
-    from provisioner.lifecycle import snapshots
+    from provisioner.lifecycle import fastpath, snapshots
     from provisioner.progress import make_progress
 
     progress = make_progress()
@@ -432,10 +456,7 @@ def _restore(lab: Any, name: str) -> None:
         result = snapshots.restore(lab, name, progress)
     finally:
         progress.close()
-    click.echo(
-        f"lab {lab.name} restored from snapshot {result.name} in {result.seconds:.1f}s "
-        f"(reverted in {result.paused_seconds:.1f}s): {result.detail}"
-    )
+    _print_ready(lab, fastpath.Ready(snapshot=name, restored=result))
 
 
 @main.group()
@@ -462,7 +483,7 @@ def snapshot_restore(ctx: Context, name: str) -> None:
 
 
 @snapshot.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_context
 @handle_errors
 def snapshot_list(ctx: Context, as_json: bool) -> None:
@@ -470,10 +491,8 @@ def snapshot_list(ctx: Context, as_json: bool) -> None:
     import datetime
     import json
 
-    from rich.console import Console
-
     from provisioner.lifecycle import snapshots
-    from provisioner.progress import summary_table
+    from provisioner.progress import summary_table, table_console
 
     found = snapshots.listed(_load(ctx))
     if as_json:
@@ -491,7 +510,7 @@ def snapshot_list(ctx: Context, as_json: bool) -> None:
         ]
         for s in found
     ]
-    Console().print(summary_table(("snapshot", "taken", "nodes", "missing"), rows))
+    table_console().print(summary_table(("snapshot", "taken", "nodes", "missing"), rows))
 
 
 @snapshot.command("rm")
@@ -507,24 +526,25 @@ def snapshot_rm(ctx: Context, name: str) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_context
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
-    """Per node: domain state, address, etcd health and leader, fleet view, failed units."""
-    import json
+    """Per node: domain state, address, etcd health and leader, fleet view, failed units.
 
-    from rich.console import Console
+    Not on a terminal, the table is as wide as it needs: no address or ID is cut."""
+    import json
 
     from provisioner.operate import status as node_status
     from provisioner.operate import status_json
-    from provisioner.progress import summary_table
+    from provisioner.progress import short_id, summary_table, table_console
 
     lab = _load(ctx)
     statuses = node_status(lab)
     if as_json:
         click.echo(json.dumps(status_json(lab, statuses), indent=2))
         return
+    console = table_console()
     rows = []
     for s in statuses:
         etcd = (
@@ -537,13 +557,13 @@ def status(ctx: Context, as_json: bool) -> None:
             etcd += " (leader)"
         meta = ",".join(f"{k}={v}" for k, v in sorted(s.metadata.items())) or "-"
         rows.append(
-            [s.name, s.state, s.ip, s.role, etcd, (s.machine_id or "-")[:12], meta,
+            [s.name, s.state, s.ip, s.role, etcd, short_id(s.machine_id, console), meta,
              s.flannel_subnet or "-", ", ".join(s.failed_units) or "-"]
         )  # fmt: skip
     headers = (
         "node", "state", "address", "role", "etcd", "machine-id", "metadata", "subnet", "failed"
     )  # fmt: skip
-    Console().print(summary_table(headers, rows))
+    console.print(summary_table(headers, rows))
 
 
 def _print_outcome(name: str | None, outcome: object) -> int:
@@ -669,17 +689,28 @@ def ssh_config(ctx: Context) -> None:
     help="Run only these shipped check groups.",
 )
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@json_option
 @pass_context
 @handle_errors
 def verify(
-    ctx: Context, junit: Path | None, only: tuple[str, ...], paths: tuple[Path, ...]
+    ctx: Context,
+    junit: Path | None,
+    only: tuple[str, ...],
+    paths: tuple[Path, ...],
+    as_json: bool,
 ) -> None:
     """Run the shipped testinfra checks and your own against every node."""
+    import json
+
     from provisioner.checks.runner import render_report
     from provisioner.operate import verify as run
+    from provisioner.reports import verify_json
 
     result = run(_load(ctx), junit=junit, extra=paths, only=only or None)
-    click.echo(render_report(result))
+    if as_json:
+        click.echo(json.dumps(verify_json(result), indent=2))
+    else:
+        click.echo(render_report(result))
     result.raise_for_failures()
 
 

@@ -265,6 +265,28 @@ def make_progress(stream: TextIO | None = None) -> Progress:
     return progress
 
 
+# Wide enough for any summary table: rich would otherwise wrap or cut it at 80 columns.
+UNLIMITED_WIDTH = 10_000
+
+
+def table_console(stream: TextIO | None = None) -> Console:
+    """Where summary tables go: on a terminal, a console of its width; anywhere else (a
+    file, a pipe, a CI log), one as wide as the table needs, so no address or ID is cut."""
+    target = stream or sys.stdout
+    console = Console(file=target)
+    if console.is_terminal:
+        return console
+    return Console(file=target, width=UNLIMITED_WIDTH)
+
+
+def short_id(value: str | None, console: Console, length: int = 12) -> str:
+    """An ID as a table shows it: its first ``length`` characters on a terminal, whole
+    otherwise (``-`` for none)."""
+    if not value:
+        return "-"
+    return value[:length] if console.is_terminal else value
+
+
 def summary_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
     table = Table(*headers)
     for row in rows:

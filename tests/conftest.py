@@ -8,6 +8,8 @@ import pytest
 
 TIERS = ("unit", "integration", "vm")
 
+pytest_plugins = ["pytester"]  # the lab plugin's own tests run pytest inside pytest
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from provisioner.lifecycle import snapshots
+from provisioner.lifecycle import fastpath, snapshots
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.steps import PHASES, NodeReport, Run, UpResult, up
 from provisioner.lifecycle.teardown import (
@@ -37,6 +37,7 @@ __all__ = [
     "collect_logs",
     "default_backends",
     "destroy",
+    "fastpath",
     "halt",
     "kill",
     "save_diagnostics",

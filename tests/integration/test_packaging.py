@@ -38,6 +38,10 @@ def test_wheel_ships_templates_boxes_and_vagrantfile(tmp_path: Path) -> None:
     # the product only: benchmark and test harness code stays in the checkout
     assert not [n for n in shipped if n.split("/")[0] in ("benchmarks", "tests", "scripts")]
     assert "provisioner/progress.py" in shipped
+    with zipfile.ZipFile(wheel) as archive:
+        (entry_points,) = [n for n in shipped if n.endswith(".dist-info/entry_points.txt")]
+        declared = archive.read(entry_points).decode()
+    assert "[pytest11]\nprovisioner.pytest_plugin = provisioner.pytest_plugin" in declared
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-index", wheel)
@@ -53,6 +57,11 @@ def test_wheel_ships_templates_boxes_and_vagrantfile(tmp_path: Path) -> None:
         cwd=tmp_path,
         env=env,
     ).stdout.split()
+    # pytest finds the plugin by its entry point: its options are in pytest's help
+    helped = run(venv / "bin" / "python", "-m", "pytest", "--help", cwd=tmp_path, env=env).stdout
+    assert "--lab-dir" in helped
+    assert "--lab-snapshot" in helped
+
     assert str(ROOT) not in where[0]
     assert where[0].endswith("provisioner/data")
     assert Path(where[1], "default").is_dir()
