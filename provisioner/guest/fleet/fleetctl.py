@@ -120,6 +120,15 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
         "Amount of time in seconds to allow a single request before considering it failed.",
     ),
     Flag("ssh-username", "str", "core", "Username to use when connecting to CoreOS instance."),
+    # Not fleet's: the ssh_config `--tunnel` is reached with (`lab ssh-config`), usually
+    # given as FLEETCTL_SSH_CONFIG; hidden so that the help reads as fleet's.
+    Flag(
+        "ssh-config",
+        "str",
+        "",
+        "ssh_config file for the --tunnel connection (ssh -F): its host, key and known hosts.",
+        hidden=True,
+    ),
     Flag("experimental-api", "bool", True, "DEPRECATED: do not use this flag.", hidden=True),
     Flag("etcd-keyfile", "str", "", "DEPRECATED: do not use this flag.", hidden=True),
     Flag("etcd-certfile", "str", "", "DEPRECATED: do not use this flag.", hidden=True),
@@ -621,6 +630,7 @@ def ssh_options(values: Mapping[str, Any]) -> SshOptions:
         strict_host_key_checking=bool(values["strict-host-key-checking"]),
         known_hosts_file=str(values["known-hosts-file"]),
         timeout=float(values["ssh-timeout"]),
+        ssh_config=str(values.get("ssh-config") or ""),
     )
 
 
@@ -729,6 +739,10 @@ def _run_with_client(
     except FleetError as exc:
         err.write(f"Error: {exc.message}\n")
         return 1
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()  # the --tunnel connection: one ssh for the whole command
 
 
 def _help(args: list[str], out: TextIO, err: TextIO) -> int:
