@@ -205,8 +205,10 @@ class FleetCluster:
         def registered() -> bool:
             if not machine.alive():
                 raise RuntimeError(f"fleetd {machine.name} exited:\n{machine.log()}")
-            registered = "Registered machine" in machine.log()
-            return registered and machine.machine_id in self.snapshot().machines
+            log = machine.log()
+            registered = "Registered machine" in log
+            serving = machine.socket_path is None or "The fleet API is available" in log
+            return registered and serving and machine.machine_id in self.snapshot().machines
 
         wait_for(registered, timeout, f"fleetd {machine.name} to register")
 

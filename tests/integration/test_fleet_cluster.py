@@ -16,6 +16,7 @@ import pytest
 
 from tests.etcd_support import ETCD, EtcdMember
 from tests.fleet_support import GUEST_PYTHON, FleetCluster, Machine, write_unit
+from tests.loopback import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -390,14 +391,23 @@ def test_invalid_xfleet_combinations_are_rejected(cluster: FleetCluster, tmp_pat
 
 
 def test_duplicate_machine_id_is_refused(cluster: FleetCluster) -> None:
+    """A second fleetd with a live machine ID stays up and says why (fleet's server.Run
+    retries its registration forever); it takes the place once the first one leaves."""
     first = cluster.start_machine("first")
     twin = cluster.start_machine("twin", machine_id=first.machine_id, wait=False)
-    status = twin.process.wait(timeout=30)
-    assert status == 1
-    assert "is already registered by another live fleetd" in twin.log()
+    wait_for(
+        lambda: "is already registered by another live fleetd" in twin.log(),
+        30,
+        "the twin to say why it does not start",
+    )
+    assert twin.alive()
     assert first.alive()
     listed = cluster.fleetctl("list-machines", "--no-legend", "--full", "--fields=machine,ip")
     assert listed.stdout == f"{first.machine_id}\t{first.public_ip}\n"
+    assert cluster.terminate(first) == 0
+    wait_for(lambda: "Registered machine" in twin.log(), 30, "the twin to register")
+    listed = cluster.fleetctl("list-machines", "--no-legend", "--full", "--fields=machine,ip")
+    assert listed.stdout == f"{first.machine_id}\t{twin.public_ip}\n"
 
 
 def test_restart_after_hard_death_reuses_the_machine_id(cluster: FleetCluster) -> None:
@@ -473,6 +483,7 @@ def test_units_keep_running_while_etcd_is_unreachable(
 
 
 def test_fleetd_version_and_bad_config(tmp_path: Path) -> None:
+    """fleetd/fleetd.go: ``--version``, and a ``-config`` file that cannot be used is fatal."""
     import subprocess
 
     from tests.fleet_support import guest_env
@@ -496,7 +507,8 @@ def test_fleetd_version_and_bad_config(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 1
-    assert "missing.conf: no such config file" in bad.stderr
+    missing = tmp_path / "missing.conf"
+    assert f"Unable to use config file {missing}: stat {missing}: no such file" in bad.stderr
     conf = tmp_path / "fleet.conf"
     conf.write_text('agent_ttl="30s"\n')
     invalid = subprocess.run(

@@ -84,3 +84,7 @@ def test_wheel_ships_templates_boxes_and_vagrantfile(tmp_path: Path) -> None:
     assert "$num_instances = 2" in (lab_dir / "config.rb").read_text()
     user_data = yaml.safe_load((lab_dir / "nodes" / "core-02" / "user-data").read_text())
     assert user_data["hostname"] == "core-02"
+
+    # the host's fleetctl (the project's own) comes with the installation
+    version = run(venv / "bin" / "fleetctl", "--version", cwd=tmp_path, env=env)
+    assert version.stdout == "fleetctl version 1.0.0\n"

@@ -117,6 +117,29 @@ def test_tunnel_transport_commands() -> None:
     assert tcp[-3:] == ["-W", "10.0.0.5:8080", "bastion"]
 
 
+def test_tunnel_through_an_ssh_config_takes_host_key_and_user_from_it() -> None:
+    """FLEETCTL_SSH_CONFIG (`lab ssh-config`): ``ssh -F``; a port only if --tunnel names one."""
+    options = SshOptions(tunnel="core-01", ssh_config="/lab/ssh_config", timeout=10.0)
+    unix = tunnel_argv(ApiEndpoint(unix_path="/var/run/fleet.sock"), options)
+    assert unix == [
+        "ssh",
+        "-F",
+        "/lab/ssh_config",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "BatchMode=yes",
+        "-T",
+        "core-01",
+        "--",
+        "fleetctl fd-forward /var/run/fleet.sock",
+    ]
+    assert not {"-l", "-p", "StrictHostKeyChecking=ask"} & set(unix)
+    ported = SshOptions(tunnel="core-01:2222", ssh_config="/lab/ssh_config")
+    tcp = tunnel_argv(ApiEndpoint(base_url="http://127.0.0.1:49153"), ported)
+    assert tcp[-6:] == ["-p", "2222", "-T", "-W", "127.0.0.1:49153", "core-01"]
+
+
 def test_journal_command_line() -> None:
     assert journal_argv("a.service", lines=10, output="short", follow=False, sudo=False) == [
         "journalctl",

@@ -211,10 +211,37 @@ def test_deprecated_signing_and_verify_exit_2() -> None:
         assert (result.code, result.err) == (2, warning)
 
 
-def test_unknown_command_and_client_errors() -> None:
+def test_usage_errors_exit_0_as_fleet_1_0_does() -> None:
+    """fleetctl/fleetctl.go main: cobra's error, ``cannot execute cmdFleet``, cmdExitCode 0."""
     result = fleetctl(None, "frobnicate")
-    assert result.code == 1
-    assert result.err.startswith('Error: unknown command "frobnicate" for "fleetctl"')
+    assert result.code == 0
+    assert result.err == (
+        'Error: unknown command "frobnicate" for "fleetctl"\n'
+        "Run 'fleetctl --help' for usage.\n"
+        'cannot execute cmdFleet: unknown command "frobnicate" for "fleetctl"\n'
+    )
+    flag = fleetctl(None, "list-units", "--bogus")
+    assert flag.code == 0
+    assert flag.err == (
+        "Error: unknown flag: --bogus\ncannot execute cmdFleet: unknown flag: --bogus\n"
+    )
+    assert flag.out.startswith("NAME:\n\tfleetctl list-units - ")
+    needs = fleetctl(None, "list-units", "--fields")
+    assert (needs.code, needs.err.splitlines()[0]) == (0, "Error: flag needs an argument: --fields")
+
+
+def test_an_unknown_command_gets_cobras_suggestions() -> None:
+    """cobra's SuggestionsFor (vendor/github.com/spf13/cobra/command.go): distance 2 or prefix."""
+    result = fleetctl(None, "sart")
+    assert result.code == 0
+    assert "\n\nDid you mean this?\n\tcat\n\tstart\n\n" in result.err
+
+
+def test_help_for_an_unknown_topic_exits_0() -> None:
+    """cobra's help command: ``Unknown help topic`` and the root usage."""
+    result = fleetctl(None, "help", "nothing")
+    assert (result.code, result.err) == (0, "Unknown help topic [`nothing`].")
+    assert result.out == global_help()
 
 
 @pytest.mark.parametrize(

@@ -427,22 +427,20 @@ def test_a_second_fleetd_with_a_taken_machine_id_is_refused(fleet: Fleet) -> Non
     twin_on, taken = fleet.nodes["core-01"], fleet.nodes["core-02"]
     # A second fleetd on core-01 claiming core-02's machine ID (read from a file of its
     # own; etcd on 127.0.0.1 as fleet.service uses), with a short agent_ttl, no engine
-    # and its own units directory; `timeout` bounds it should it wrongly stay up.
+    # and its own units directory. It stays up saying why (no restart loop); `timeout`
+    # stops it after 20 s, which is what exit status 124 says.
     script = (
         'dir=$(mktemp -d) && printf "%s\\n" "$1" > "$dir/machine-id" && '
         'FLEET_MACHINE_ID_FILE="$dir/machine-id" FLEET_UNITS_DIRECTORY="$dir/units" '
-        "FLEET_AGENT_TTL=5s FLEET_DISABLE_ENGINE=true timeout 120 /usr/bin/fleetd; "
+        "FLEET_AGENT_TTL=5s FLEET_DISABLE_ENGINE=true timeout 20 /usr/bin/fleetd; "
         'status=$?; rm -rf "$dir"; exit $status'
     )
-    started = time.monotonic()
     twin = fleet.exec(twin_on.name, "sh", "-c", script, "sh", taken.machine_id)
-    took = time.monotonic() - started
-    assert twin.returncode == 1, (twin.returncode, twin.stdout, twin.stderr)
+    assert twin.returncode == 124, (twin.returncode, twin.stdout, twin.stderr)
     assert (
-        f"fleetd: error: machine ID {taken.machine_id} is already registered by another live fleetd"
+        f"machine ID {taken.machine_id} is already registered by another live fleetd"
     ) in twin.stderr
-    assert "fleetd: hint: every machine needs its own /etc/machine-id" in twin.stderr
-    assert took < 120
+    assert "every machine needs its own /etc/machine-id" in twin.stderr
     # the real core-02 keeps its place, its IP and its fleetd
     assert sorted(fleet.machines()) == sorted(fleet.nodes)
     assert fleet.systemctl(taken.name, "is-active", "fleet.service") == "active"

@@ -62,6 +62,9 @@ class Agent:
     def reconcile(self, snapshot: Snapshot) -> list[AgentTask]:
         """One pass; returns the tasks completed."""
         machine = self._machine()
+        # The registry's view carries the dynamic metadata (PATCH /machines), as in
+        # fleet's agent, which reads its own MachineState back from the registry.
+        machine = snapshot.machines.get(machine.id, machine)
         jobs = self.registry.jobs(snapshot)
         desired = desired_units(machine, jobs)
         done: list[AgentTask] = []

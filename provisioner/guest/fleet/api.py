@@ -4,8 +4,11 @@ fleet.socket listens on ``/var/run/fleet.sock``; systemd hands the listening
 socket to fleetd (``LISTEN_FDS``/``LISTEN_PID``, fds from 3), which is what
 ``fleetctl`` with its default ``--endpoint=unix:///var/run/fleet.sock`` talks to.
 Supported: units (list, get, create/replace/set state with PUT, DELETE),
-``/state`` and ``GET /machines``, with fleet's error bodies and page tokens.
-Dynamic machine metadata (``PATCH /machines``) is not supported and says so.
+``/state``, ``GET /machines`` and dynamic metadata with ``PATCH /machines``,
+with fleet's error bodies, page tokens and routing (api/mux.go): both prefixes
+``/fleet/v1`` and ``/v1-alpha``, 405 for a method a resource does not take, 404
+for an unknown path. Until fleetd has registered its machine, and while it cannot
+reach etcd, every request is answered 503 (api/server.go).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import socket
 import socketserver
 import threading
@@ -37,7 +41,11 @@ from provisioner.guest.fleet.unitfile import validate_name
 log = logging.getLogger(__name__)
 
 BASE = "/fleet/v1"
+PREFIXES = ("/v1-alpha", BASE)
 SD_LISTEN_FDS_START = 3
+UNAVAILABLE = "fleet server unable to communicate with etcd"
+METADATA_PATH = re.compile(r"^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$")
+METADATA_OPS = ("add", "remove", "replace")
 
 
 def listen_fds(environ: Mapping[str, str], pid: int) -> list[int]:
@@ -77,6 +85,27 @@ class FleetApi:
     def __init__(self, registry: Registry, token_limit: int = 100) -> None:
         self.registry = registry
         self.token_limit = max(1, token_limit)
+        self._unavailable: str | None = UNAVAILABLE
+        self._availability = threading.Lock()
+
+    # -- availability (fleet's api.Server.Available) -----------------------------------
+    def set_available(self) -> None:
+        with self._availability:
+            if self._unavailable is not None:
+                log.info("The fleet API is available")
+            self._unavailable = None
+
+    def set_unavailable(self, reason: str = UNAVAILABLE) -> None:
+        """Answer every request 503 with ``reason`` until ``set_available``."""
+        with self._availability:
+            if self._unavailable is None:
+                log.warning("The fleet API answers 503: %s", reason)
+            self._unavailable = reason
+
+    @property
+    def unavailable(self) -> str | None:
+        with self._availability:
+            return self._unavailable
 
     def _page(self, items: list[Any], token: str | None, key: str) -> dict[str, Any]:
         if token:
@@ -164,12 +193,79 @@ class FleetApi:
         ]
         return self._page(states, _first(query, "nextPageToken"), "states")
 
+    def unit_state(self, name: str) -> dict[str, Any]:
+        for state in self.list_states({"unitName": [name]})["states"]:
+            return dict(state)
+        raise HttpError(404, "unit state does not exist")
+
+    def patch_machines(self, body: Any) -> int:
+        """fleet's api/machines.go patch: validate every op, then apply them in order."""
+        ops = parse_metadata_ops(body)
+        for machine_id, key, value in ops:
+            if value is None:
+                self.registry.delete_machine_metadata(machine_id, key)
+            else:
+                self.registry.set_machine_metadata(machine_id, key, value)
+        return 204
+
     def list_machines(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
         machines = [
             {"id": m.id, "primaryIP": m.public_ip, "metadata": m.metadata_dict()}
             for m in self.registry.snapshot().machines.values()
         ]
         return self._page(machines, _first(query, "nextPageToken"), "machines")
+
+
+def _field(entry: Mapping[str, Any], name: str) -> Any:
+    """A JSON field matched as Go's encoding/json does: exact name, else any case."""
+    if name in entry:
+        return entry[name]
+    return next((v for k, v in entry.items() if k.lower() == name.lower()), None)
+
+
+def _string(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise HttpError(400, f"json: cannot unmarshal {type(value).__name__} into {what}")
+    return value
+
+
+def parse_metadata_ops(body: Any) -> list[tuple[str, str, str | None]]:
+    """(machine ID, key, value or None for remove) per op; HttpError 400 as fleet words it.
+
+    The body is a JSON list of ``{"op", "path", "value": {"value"}}``; every op
+    is checked before any is applied (api/machines.go).
+    """
+    if body is None:
+        return []
+    if not isinstance(body, list):
+        raise HttpError(400, "json: cannot unmarshal object into []api.machineMetadataOp")
+    checked: list[tuple[str, str, str]] = []
+    for entry in body:
+        entry = entry if isinstance(entry, dict) else {}
+        value = _field(entry, "value")
+        inner = _field(value, "value") if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            raise HttpError(400, "json: cannot unmarshal value into struct { Value string }")
+        checked.append(
+            (
+                _string(_field(entry, "op"), "op string"),
+                _string(_field(entry, "path"), "path string"),
+                _string(inner, "value string"),
+            )
+        )
+    ops: list[tuple[str, str, str | None]] = []
+    for op, path, value in checked:
+        if op not in METADATA_OPS:
+            raise HttpError(400, "invalid op: expect add, remove, or replace")
+        match = METADATA_PATH.match(path)
+        if match is None:
+            raise HttpError(400, "machine metadata path invalid")
+        if op != "remove" and not value:
+            raise HttpError(400, "invalid value: add and replace require a value")
+        ops.append((match.group(1), match.group(2), None if op == "remove" else value))
+    return ops
 
 
 def _first(query: Mapping[str, list[str]], key: str) -> str | None:
@@ -189,10 +285,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("api: " + format, *args)
 
     def _send(self, status: int, body: Any = None) -> None:
-        payload = b"" if body is None else (json.dumps(body) + "\n").encode("utf-8")
+        # As fleet's sendResponse: always JSON; a 204 carries the header but no body.
+        payload = b"" if status == 204 else (json.dumps(body) + "\n").encode("utf-8")
         self.send_response(status)
-        if payload:
-            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload:
@@ -204,8 +300,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
+        reason = self.server.api.unavailable
+        if reason is not None:
+            self._discard_body()
+            self._error(503, reason)
+            return
         try:
-            self._dispatch(method, url.path, query)
+            self._dispatch(method, urllib.parse.unquote(url.path), query)
         except HttpError as exc:
             self._error(exc.status, exc.message)
         except FleetError as exc:
@@ -213,21 +314,38 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(500, exc.message)
 
     def _dispatch(self, method: str, path: str, query: Mapping[str, list[str]]) -> None:
+        """fleet's ServeMux (api/mux.go): the resources under both prefixes, then ``/``."""
         api = self.server.api
-        rest = urllib.parse.unquote(path[len(BASE) + 1 :]) if path.startswith(BASE + "/") else ""
-        resource, _, item = rest.partition("/")
+        prefix = next((p for p in PREFIXES if path == p or path.startswith(p + "/")), None)
+        if prefix is None:
+            raise HttpError(405 if path == "/" else 404, "")
+        rest = path[len(prefix) :]
+        if rest == "":
+            raise HttpError(405, "")
+        if rest == "/machines":
+            self._machines(api, method, query)
+            return
+        resource, _, item = rest[1:].partition("/")
+        if resource not in ("units", "state") or (item == "" and rest.endswith("/")):
+            raise HttpError(404, "")
+        if item and ("/" in item):
+            raise HttpError(404, "")
         if resource == "units":
             self._units(api, method, item, query)
-        elif resource == "state" and not item:
+        elif not item:
             self._only(method, "GET")
             self._send(200, api.list_states(query))
-        elif resource == "machines" and not item:
-            if method == "PATCH":
-                raise HttpError(501, "dynamic machine metadata is not supported")
-            self._only(method, "GET")
-            self._send(200, api.list_machines(query))
         else:
-            raise HttpError(404, "not found")
+            self._only(method, "GET")
+            self._send(200, api.unit_state(item))
+
+    def _machines(self, api: FleetApi, method: str, query: Mapping[str, list[str]]) -> None:
+        if method == "GET":
+            self._send(200, api.list_machines(query))
+        elif method == "PATCH":
+            self._send(api.patch_machines(self._body()))
+        else:
+            raise HttpError(405, "only GET and PATCH supported against this resource")
 
     @staticmethod
     def _only(method: str, allowed: str) -> None:
@@ -245,10 +363,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif method == "PUT":
             content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type != "application/json":
-                raise HttpError(415, "expected Content-Type application/json")
+                raise HttpError(415, "only acceptable Content-Type is application/json")
             self._send(api.put_unit(item, self._body()))
         else:
             raise HttpError(405, "only GET, PUT and DELETE supported against this resource")
+
+    def _discard_body(self) -> None:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        if length:
+            self.rfile.read(length)
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length", "0") or 0)
@@ -269,6 +392,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._route("PATCH")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_OPTIONS(self) -> None:
+        self._route("OPTIONS")
 
 
 class ApiServer(socketserver.ThreadingMixIn, http.server.HTTPServer):

@@ -177,6 +177,10 @@ class HttpApiClient:
             return http.client.HTTPSConnection(parts.netloc, timeout=self.timeout)
         return http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
 
+    def _release(self, conn: http.client.HTTPConnection) -> None:
+        """Done with ``conn`` after a request: closed here, kept by the tunnelled client."""
+        conn.close()
+
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         base = urllib.parse.urlsplit(self.endpoint.base_url).path if self.endpoint.base_url else ""
         conn = self._connection()
@@ -187,13 +191,16 @@ class HttpApiClient:
             response = conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             where = self.endpoint.unix_path or self.endpoint.base_url
             raise FleetError(
                 f"fleet API at {where} did not answer {method} {path}: {exc}",
                 hint="is fleetd (fleet.socket) running on this machine?",
             ) from None
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        self._release(conn)
         data: Any = json.loads(raw.decode("utf-8")) if raw.strip() else None
         if response.status >= 400:
             message = ""

@@ -120,6 +120,15 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
         "Amount of time in seconds to allow a single request before considering it failed.",
     ),
     Flag("ssh-username", "str", "core", "Username to use when connecting to CoreOS instance."),
+    # Not fleet's: the ssh_config `--tunnel` is reached with (`lab ssh-config`), usually
+    # given as FLEETCTL_SSH_CONFIG; hidden so that the help reads as fleet's.
+    Flag(
+        "ssh-config",
+        "str",
+        "",
+        "ssh_config file for the --tunnel connection (ssh -F): its host, key and known hosts.",
+        hidden=True,
+    ),
     Flag("experimental-api", "bool", True, "DEPRECATED: do not use this flag.", hidden=True),
     Flag("etcd-keyfile", "str", "", "DEPRECATED: do not use this flag.", hidden=True),
     Flag("etcd-certfile", "str", "", "DEPRECATED: do not use this flag.", hidden=True),
@@ -382,7 +391,15 @@ COMMANDS_BY_NAME = {command.name: command for command in COMMANDS}
 
 
 class UsageError(Exception):
-    """Bad command line; the message is printed after ``Error: ``."""
+    """Bad command line; the message is printed after ``Error: ``.
+
+    ``command`` is the command whose flags did not parse (None when the command
+    itself is unknown, cobra's ``Find`` error).
+    """
+
+    def __init__(self, message: str, command: Command | None = None) -> None:
+        super().__init__(message)
+        self.command = command
 
 
 @dataclass
@@ -421,7 +438,30 @@ def find_command(name: str) -> Command:
     matches = [command for command in COMMANDS if command.name.startswith(name)]
     if len(matches) == 1:
         return matches[0]
-    raise UsageError(f'unknown command "{name}" for "{CLI_NAME}"')
+    suggestions = suggestions_for(name)
+    hint = "".join(f"\t{s}\n" for s in suggestions)
+    hint = f"\n\nDid you mean this?\n{hint}" if hint else ""
+    raise UsageError(f'unknown command "{name}" for "{CLI_NAME}"{hint}')
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance (cobra's ld, case-insensitive as it compares)."""
+    a, b = a.lower(), b.lower()
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+    return row[len(b)]
+
+
+def suggestions_for(typed: str) -> list[str]:
+    """cobra's SuggestionsFor: commands within distance 2 of ``typed`` or starting with it."""
+    return [
+        c.name
+        for c in COMMANDS
+        if _distance(typed, c.name) <= 2 or c.name.startswith(typed.lower())
+    ]
 
 
 def _lookup(token: str, flags: tuple[Flag, ...]) -> Flag | None:
@@ -465,7 +505,11 @@ def parse_args(argv: list[str]) -> ParsedArgs:
             break
         stop_flags = command is not None and not command.interspersed and bool(parsed.args)
         if word.startswith("-") and word != "-" and not stop_flags:
-            flag, is_command_flag, value, used = _parse_flag(word, argv[index:], command)
+            try:
+                flag, is_command_flag, value, used = _parse_flag(word, argv[index:], command)
+            except UsageError as exc:
+                exc.command = command or COMMANDS_BY_NAME["help"]
+                raise
             index += used
             if is_command_flag:
                 parsed.options[flag.name] = value
@@ -586,6 +630,7 @@ def ssh_options(values: Mapping[str, Any]) -> SshOptions:
         strict_host_key_checking=bool(values["strict-host-key-checking"]),
         known_hosts_file=str(values["known-hosts-file"]),
         timeout=float(values["ssh-timeout"]),
+        ssh_config=str(values.get("ssh-config") or ""),
     )
 
 
@@ -610,8 +655,7 @@ def run(
     try:
         parsed = parse_args(argv)
     except UsageError as exc:
-        err.write(f"Error: {exc}\nRun '{CLI_NAME} help' for usage.\n")
-        return 1
+        return usage_error(exc, out, err)
     apply_environment(parsed, environ)
     if parsed.global_values["version"]:
         parsed.command = COMMANDS_BY_NAME["version"]
@@ -621,6 +665,23 @@ def run(
     return _run_with_client(
         parsed, out, err, client_factory, runner, machine_id_path, stdin_is_terminal
     )
+
+
+def usage_error(exc: UsageError, out: TextIO, err: TextIO) -> int:
+    """A bad command line as fleet 1.0 reports it: cobra's error, then fleetctl's, exit 0.
+
+    fleetctl.go's main prints ``cannot execute cmdFleet: …`` and exits with
+    ``cmdExitCode``, which no command has set yet: 0. An unknown command gets
+    cobra's ``Run 'fleetctl --help' for usage.``; a flag that does not parse gets
+    the command's usage on stdout (fleetctl's usageFunc writes there).
+    """
+    err.write(f"Error: {exc}\n")
+    if exc.command is None:
+        err.write(f"Run '{CLI_NAME} --help' for usage.\n")
+    else:
+        out.write(command_help(exc.command) if exc.command.name != "help" else global_help())
+    err.write(f"cannot execute cmdFleet: {exc}\n")
+    return 0
 
 
 def _run_without_client(parsed: ParsedArgs, out: TextIO, err: TextIO) -> int | None:
@@ -678,6 +739,10 @@ def _run_with_client(
     except FleetError as exc:
         err.write(f"Error: {exc.message}\n")
         return 1
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()  # the --tunnel connection: one ssh for the whole command
 
 
 def _help(args: list[str], out: TextIO, err: TextIO) -> int:
@@ -686,9 +751,10 @@ def _help(args: list[str], out: TextIO, err: TextIO) -> int:
         return 0
     try:
         out.write(command_help(find_command(args[0])))
-    except UsageError as exc:
-        err.write(f"Error: {exc}\n")
-        return 1
+    except UsageError:
+        # cobra's help command: "Unknown help topic" and the root usage, exit 0
+        err.write("Unknown help topic [" + " ".join(f"`{a}`" for a in args) + "].")
+        out.write(global_help())
     return 0
 
 

@@ -1,14 +1,17 @@
 """``fleetd``: the daemon (installed as /usr/bin/fleetd, run by fleet.service).
 
-Usage: ``fleetd [--config PATH] [--version]`` or ``fleetd version``. Configuration
-comes from ``/etc/fleet/fleet.conf`` and ``FLEET_*`` variables. Signals: SIGTERM
+Usage: ``fleetd [-config FILE] [-version]`` or ``fleetd version``, parsed as Go's
+flag package does for fleet (fleetd/fleetd.go): ``-flag`` or ``--flag``,
+``-config FILE`` or ``-config=FILE``; an unknown flag prints fleet's usage and
+exits 2, an argument other than ``version`` exits 1. Configuration comes from
+``-config FILE`` (which must exist), else ``/etc/fleet/fleet.conf`` if present,
+and ``FLEET_*`` variables. Signals: SIGTERM
 and SIGINT stop cleanly (leave the cluster at once, unload local units), SIGHUP
 re-reads the configuration (metadata, public IP), SIGUSR1 logs the agent's view.
 """
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import logging
 import os
@@ -21,8 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 from provisioner.guest.fleet import VERSION
-from provisioner.guest.fleet.api import FleetApi, listen_fds, serve_activated_sockets
-from provisioner.guest.fleet.config import FleetConfig, load_config, read_machine_id
+from provisioner.guest.fleet.api import listen_fds, serve_activated_sockets
+from provisioner.guest.fleet.config import (
+    DEFAULT_CONFIG_PATH,
+    FleetConfig,
+    load_config,
+    read_machine_id,
+)
 from provisioner.guest.fleet.errors import FleetError
 from provisioner.guest.fleet.etcd import EtcdClient, TlsFiles
 from provisioner.guest.fleet.model import MachineState
@@ -33,6 +41,94 @@ from provisioner.guest.fleet.unitmanager import make_unit_manager
 log = logging.getLogger("fleetd")
 
 SIOCGIFADDR = 0x8915
+DESCRIPTION = (
+    "fleetd is the server component of fleet, a simple orchestration system for "
+    "scheduling systemd units in a cluster."
+)
+FLAG_HELP = (
+    (
+        "config",
+        "string",
+        f"Path to config file. Fleet will look for a config at {DEFAULT_CONFIG_PATH} by default.",
+    ),
+    ("version", "", "Print the version and exit"),
+)
+# strconv.ParseBool's spellings
+_GO_BOOLS = dict.fromkeys(("1", "t", "T", "true", "TRUE", "True"), True) | dict.fromkeys(
+    ("0", "f", "F", "false", "FALSE", "False"), False
+)
+
+
+class FlagError(Exception):
+    """A command line Go's flag package refuses; the message precedes the usage."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def usage(program: str) -> str:
+    """fleetd's usage text (its ``userset.Usage``: description, then PrintDefaults)."""
+    lines = [DESCRIPTION, f"Usage of {program}:"]
+    for name, kind, text in FLAG_HELP:
+        lines.append(f"  -{name} {kind}".rstrip())
+        lines.append(f"    \t{text}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_flags(argv: list[str]) -> tuple[str | None, bool]:
+    """(config path, print version) from fleetd's arguments, as Go's flag package parses them.
+
+    FlagError(status 2) for a flag it does not know or a missing value (Go's
+    ExitOnError), FlagError(status 1) for an argument other than ``version``.
+    """
+    values: dict[str, str | bool] = {}
+    index = 0
+    while index < len(argv) and argv[index].startswith("-") and len(argv[index]) > 1:
+        word = argv[index]
+        index += 1
+        if word == "--":
+            break
+        index += _parse_flag(word, argv[index:], values)
+    rest = argv[index:]
+    if rest and rest[0] != "version":
+        raise FlagError("takes no arguments. Did you mean to invoke fleetctl instead?", 1)
+    config = values.get("config")
+    return (config if isinstance(config, str) else None), bool(values.get("version")) or bool(rest)
+
+
+def _parse_flag(word: str, following: list[str], values: dict[str, str | bool]) -> int:
+    """Record one ``-name[=value]``; the number of following words it consumed."""
+    name, eq, value = word.lstrip("-").partition("=")
+    if word.startswith("---") or not name:
+        raise FlagError(f"bad flag syntax: {word}", 2)
+    if name in ("h", "help"):
+        raise FlagError("", 2)
+    if name == "version":
+        if eq and value not in _GO_BOOLS:
+            raise FlagError(f'invalid boolean value "{value}" for -version: parse error', 2)
+        values["version"] = _GO_BOOLS[value] if eq else True
+        return 0
+    if name != "config":
+        raise FlagError(f"flag provided but not defined: -{name}", 2)
+    if eq:
+        values["config"] = value
+        return 0
+    if not following:
+        raise FlagError("flag needs an argument: -config", 2)
+    values["config"] = following[0]
+    return 1
+
+
+def check_config_path(path: str) -> None:
+    """fleet fails hard on an unusable ``-config`` (fleetd.go getConfig)."""
+    target = Path(path)
+    if not target.exists():
+        raise FleetError(
+            f"Unable to use config file {path}: stat {path}: no such file or directory"
+        )
+    if target.is_dir():
+        raise FleetError(f"Provided config {path} is a directory, not a file")
 
 
 def parse_default_route_interface(route_table: str) -> str | None:
@@ -81,21 +177,23 @@ def build_server(config: FleetConfig) -> FleetServer:
     return FleetServer(config, registry, manager, machine, detect_ip=detect)
 
 
-def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fleetd", description="fleet daemon")
-    parser.add_argument("--config", default=None, help="path to fleet.conf")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("command", nargs="?", choices=["version"], help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
-    if args.version or args.command == "version":
+    program = sys.argv[0] if argv is None and sys.argv[0] else "fleetd"
+    try:
+        config_path, show_version = parse_flags(sys.argv[1:] if argv is None else argv)
+    except FlagError as exc:
+        if str(exc):
+            prefix = f"{program} " if exc.status == 1 else ""
+            print(f"{prefix}{exc}", file=sys.stderr)
+        sys.stderr.write(usage(program))
+        return exc.status
+    if show_version:
         print(f"fleetd version {VERSION}")
         return 0
     try:
-        config = load_config(args.config, os.environ)
+        if config_path is not None:
+            check_config_path(config_path)
+        config = load_config(config_path, os.environ)
     except FleetError as exc:
         _fail(exc)
         return 1
@@ -105,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     log.info("Starting fleetd version %s", VERSION)
+    if config_path is not None:
+        log.info("Using provided config file %s", config_path)
     try:
         server = build_server(config)
     except FleetError as exc:
@@ -119,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stopping.set()
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=_reload, args=(server, args.config), daemon=True).start()
+        threading.Thread(target=_reload, args=(server, config_path), daemon=True).start()
 
     def on_usr1(_signum: int, _frame: FrameType | None) -> None:
         log.info("Agent state: %s", sorted(server.agent.local.values(), key=lambda u: u.name))
@@ -130,16 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     signal.signal(signal.SIGUSR1, on_usr1)
 
-    api_servers = serve_activated_sockets(
-        FleetApi(server.registry, config.token_limit), listen_fds(os.environ, os.getpid())
-    )
+    api_servers = serve_activated_sockets(server.api, listen_fds(os.environ, os.getpid()))
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     try:
         server.start()
     except FleetError as exc:
-        _fail(exc)
-        return 1
+        if not stop.is_set():
+            _fail(exc)
+            return 1
     while not stop.wait(1.0):
         pass
     server.shutdown(purge=True)

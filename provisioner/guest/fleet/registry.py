@@ -31,6 +31,7 @@ from provisioner.guest.fleet.model import (
     UnitState,
     current_job_state,
     make_job,
+    with_metadata,
 )
 from provisioner.guest.fleet.unitfile import UnitFile, parse_unit_file
 
@@ -183,9 +184,14 @@ class Registry:
         return dict(sorted(jobs.items()))
 
     def _parse_machines(self, kvs: list[KeyValue]) -> dict[str, MachineState]:
+        """Live machines (those with an object), their dynamic metadata merged in."""
         machines: dict[str, MachineState] = {}
+        dynamic: dict[str, dict[str, str]] = {}
         for kv in kvs:
             parts = self._relative(kv)
+            if len(parts) == 4 and parts[2] == "metadata":
+                dynamic.setdefault(parts[1], {})[parts[3]] = kv.value
+                continue
             if len(parts) != 3 or parts[2] != "object":
                 continue
             try:
@@ -193,8 +199,14 @@ class Registry:
             except (ValueError, AttributeError) as exc:
                 log.warning("ignoring unreadable machine object %s: %s", kv.key, exc)
                 continue
-            machines[machine.id or parts[1]] = machine
-        return dict(sorted(machines.items()))
+            machines[parts[1]] = machine
+        merged = {
+            machine.id or key: with_metadata(
+                machine, merge_metadata(machine.metadata_dict(), dynamic.get(key, {}))
+            )
+            for key, machine in machines.items()
+        }
+        return dict(sorted(merged.items()))
 
     def _parse_states(self, kvs: list[KeyValue]) -> dict[tuple[str, str], UnitState]:
         states: dict[tuple[str, str], UnitState] = {}
@@ -356,6 +368,17 @@ class Registry:
     def update_machine(self, machine: MachineState, lease: int) -> None:
         self.etcd.put(self.machine_key(machine.id), machine.to_json(), lease=lease)
 
+    def machine_metadata_key(self, machine_id: str, key: str) -> str:
+        return self.key("machines", machine_id, "metadata", key)
+
+    def set_machine_metadata(self, machine_id: str, key: str, value: str) -> None:
+        """Dynamic metadata (``PATCH /machines``); kept while the machine is away."""
+        self.etcd.put(self.machine_metadata_key(machine_id, key), value)
+
+    def delete_machine_metadata(self, machine_id: str, key: str) -> None:
+        """As fleet: an empty value, so it also hides the machine's own value of the key."""
+        self.set_machine_metadata(machine_id, key, "")
+
     def machine_present(self, machine_id: str) -> bool:
         return self.etcd.get(self.machine_key(machine_id)) is not None
 
@@ -393,6 +416,17 @@ class Registry:
         self.clear_heartbeat(name, machine_id)
 
 
+def merge_metadata(own: dict[str, str], dynamic: dict[str, str]) -> dict[str, str]:
+    """fleet's mergeMetadata: dynamic values win; an empty dynamic value deletes the key."""
+    merged = dict(own)
+    for key, value in dynamic.items():
+        if value:
+            merged[key] = value
+        else:
+            merged.pop(key, None)
+    return merged
+
+
 def leader_value(machine_id: str) -> str:
     return json.dumps({"MachineID": machine_id, "Version": ENGINE_VERSION})
 
@@ -405,5 +439,6 @@ __all__ = [
     "Snapshot",
     "UnitView",
     "leader_value",
+    "merge_metadata",
     "normalize_prefix",
 ]

@@ -52,6 +52,7 @@ class SshOptions:
     strict_host_key_checking: bool = True
     known_hosts_file: str = "~/.fleetctl/known_hosts"
     timeout: float = 10.0
+    ssh_config: str = ""  # for the --tunnel connection only (FLEETCTL_SSH_CONFIG)
 
 
 def tunnel_address(tunnel: str) -> str:

@@ -11,6 +11,13 @@ Threads:
   every second publishes changed systemd states;
 * watch: one etcd watch on the prefix turns registry changes into triggers.
 
+The API (``self.api``) answers 503 until the machine is registered and again
+while the presence heartbeat cannot reach etcd, as fleet's api.Server does.
+fleetd never gives up on registering: while etcd is unreachable, or while
+another live fleetd holds this machine ID, it stays up, says why in its log and
+in the API's 503 answers, and retries (fleet's server.Run loop), so systemd
+does not restart it in a loop.
+
 Presence is ``machines/<id>/object`` attached to the presence lease; the unit
 states and heartbeats of this machine hang on the same lease, so a hard death
 removes all of them when the lease expires, and a clean stop (SIGTERM) revokes
@@ -26,9 +33,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from provisioner.guest.fleet.agent import Agent
+from provisioner.guest.fleet.api import UNAVAILABLE, FleetApi
 from provisioner.guest.fleet.config import FleetConfig
 from provisioner.guest.fleet.engine import Engine
-from provisioner.guest.fleet.errors import DuplicateMachineError, EtcdError, FleetError
+from provisioner.guest.fleet.errors import EtcdError, FleetError
 from provisioner.guest.fleet.model import MachineState
 from provisioner.guest.fleet.registry import Registry
 from provisioner.guest.fleet.unitmanager import UnitManager
@@ -39,6 +47,13 @@ AGENT_RECONCILE_INTERVAL = 5.0
 STATE_PUBLISH_INTERVAL = 1.0
 MACHINE_REFRESH_INTERVAL = 60.0
 TRIGGER_COALESCE = 0.05
+REGISTER_POLL = 0.5
+DUPLICATE_REPEAT = 60.0
+ETCD_RETRY_MAX = 5.0
+DUPLICATE_HINT = (
+    "every machine needs its own /etc/machine-id; clones must not share one "
+    "(empty it in the image and let systemd-machine-id-setup create it)"
+)
 ENGINE_TRIGGER_LEAVES = frozenset({"object", "target-state", "target"})
 
 
@@ -68,6 +83,7 @@ class FleetServer:
         self.ttl = lease_ttl_seconds(config.agent_ttl)
         self.agent = Agent(registry, manager, self.machine)
         self.engine = Engine(registry, machine.id, config.engine_reconcile_interval)
+        self.api = FleetApi(registry, config.token_limit)
         self.stopping = threading.Event()
         self._agent_trigger = threading.Event()
         self._engine_trigger = threading.Event()
@@ -92,59 +108,79 @@ class FleetServer:
         self._engine_trigger.set()
 
     # -- registration ---------------------------------------------------------------
-    def wait_for_etcd(self, deadline: float) -> None:
-        """Wait until etcd answers, up to ``deadline`` (monotonic); EtcdError after that."""
+    def _check_stopping(self, what: str) -> None:
+        if self.stopping.is_set():
+            raise FleetError(f"stopped before {what}")
+
+    def wait_for_etcd(self, deadline: float | None = None) -> None:
+        """Wait until etcd answers (API 503 meanwhile); EtcdError after ``deadline``."""
         delay = 0.5
         while True:
             try:
                 self.registry.ensure_engine_version()
             except EtcdError as exc:
-                if self.stopping.is_set():
-                    raise FleetError("stopped before etcd answered") from None
-                if time.monotonic() + delay > deadline:
+                self._check_stopping("etcd answered")
+                self.api.set_unavailable(UNAVAILABLE)
+                if deadline is not None and time.monotonic() + delay > deadline:
                     raise EtcdError(
                         f"etcd did not answer before the startup deadline: {exc.message}",
-                        hint="check etcd_servers and that etcd is running; "
-                        "systemd restarts fleetd and it tries again",
+                        hint="check etcd_servers and that etcd is running",
                     ) from None
                 log.warning("Waiting for etcd: %s", exc.message)
                 self.stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, ETCD_RETRY_MAX)
             else:
                 return
 
     def register(self) -> None:
-        """Create the presence key; refuse if another live fleetd holds this machine ID.
+        """Create the presence key, waiting for as long as another live fleetd holds it.
 
         A key left by a fleetd of this machine that died hard disappears within
         ``agent_ttl``; one that is still there after that is renewed by a live
-        process, i.e. a duplicate machine ID.
+        process, i.e. a duplicate machine ID. fleetd then stays up, answering
+        503 with the reason and logging it (again every minute), and registers
+        as soon as the other one goes.
         """
         machine = self.machine()
         key = self.registry.machine_key(machine.id)
-        deadline = time.monotonic() + self.ttl + 1.0
+        started = time.monotonic()
+        complained = float("-inf")
         announced = False
-        while self.registry.machine_present(machine.id):
-            if self.stopping.is_set():
-                raise FleetError("stopped before the machine was registered")
-            if time.monotonic() > deadline:
-                raise DuplicateMachineError(
-                    f"machine ID {machine.id} is already registered by another live fleetd "
-                    f"({key} stayed alive for more than agent_ttl={self.ttl}s)",
-                    hint="every machine needs its own /etc/machine-id; clones must not share "
-                    "one (empty it in the image and let systemd-machine-id-setup create it)",
-                )
+        while True:
+            self._check_stopping("the machine was registered")
+            try:
+                if not self.registry.machine_present(machine.id) and self._create_presence():
+                    return
+            except EtcdError as exc:
+                self.api.set_unavailable(UNAVAILABLE)
+                log.warning("Server register machine failed: %s, retrying", exc.message)
+                self.stopping.wait(1.0)
+                continue
+            now = time.monotonic()
             if not announced:
                 log.info("Presence key %s exists; waiting up to %ds for it to go", key, self.ttl)
                 announced = True
-            self.stopping.wait(0.5)
+            if now - started > self.ttl + 1.0 and now - complained >= DUPLICATE_REPEAT:
+                complained = now
+                reason = (
+                    f"machine ID {machine.id} is already registered by another live fleetd "
+                    f"({key} stayed alive for more than agent_ttl={self.ttl}s)"
+                )
+                self.api.set_unavailable(f"fleet server unable to register this machine: {reason}")
+                log.error(
+                    "%s; not starting until it goes (the API answers 503 meanwhile). Hint: %s",
+                    reason,
+                    DUPLICATE_HINT,
+                )
+            self.stopping.wait(REGISTER_POLL)
+
+    def _create_presence(self) -> bool:
+        """One create-only registration; False if another fleetd got there first."""
+        machine = self.machine()
         lease, granted = self.etcd.lease_grant(self.ttl)
         if not self.registry.register_machine(machine, lease):
             self.etcd.lease_revoke(lease)
-            raise DuplicateMachineError(
-                f"machine ID {machine.id} was registered by another fleetd meanwhile",
-                hint="every machine needs its own /etc/machine-id",
-            )
+            return False
         with self._lease_lock:
             self._lease = lease
         log.info(
@@ -154,11 +190,12 @@ class FleetServer:
             machine.metadata_dict() or "{}",
             granted,
         )
+        return True
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self, etcd_deadline: float = 60.0) -> None:
-        """Register and start the loops; raises FleetError if that is impossible."""
-        self.wait_for_etcd(time.monotonic() + etcd_deadline)
+    def start(self, etcd_deadline: float | None = None) -> None:
+        """Register and start the loops; FleetError only if stopped (or past the deadline)."""
+        self.wait_for_etcd(None if etcd_deadline is None else time.monotonic() + etcd_deadline)
         self.register()
         self.agent.initialize()
         loops: list[tuple[str, Callable[[], None]]] = [
@@ -173,6 +210,7 @@ class FleetServer:
             thread = threading.Thread(target=target, name=f"fleetd-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.api.set_available()
         self.trigger()
 
     def shutdown(self, *, purge: bool = True) -> None:
@@ -220,9 +258,13 @@ class FleetServer:
             try:
                 if self.etcd.lease_keepalive(self.lease) <= 0:
                     log.warning("Presence lease expired; registering this machine again")
+                    self.api.set_unavailable(UNAVAILABLE)
                     self._reregister()
+                else:
+                    self.api.set_available()
             except FleetError as exc:
                 log.warning("Presence heartbeat failed: %s", exc.message)
+                self.api.set_unavailable(UNAVAILABLE)
                 wait = min(1.0, interval)
             if self._detect_ip is not None and time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + MACHINE_REFRESH_INTERVAL
@@ -244,6 +286,7 @@ class FleetServer:
             return
         with self._lease_lock:
             self._lease = lease
+        self.api.set_available()
         self.agent.forget_published()
         self._republish.set()
         self.trigger()
