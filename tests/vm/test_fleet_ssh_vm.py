@@ -7,6 +7,11 @@ into one remote line; `lab ssh` passes its command to the remote shell as OpenSS
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.vm.conftest import Lab
@@ -71,3 +76,69 @@ def test_fleetctl_reaches_other_machines_with_host_keys_checked(lab: Lab) -> Non
             assert "hello-from-core-02" in lab.run(*argv).stdout, argv
     finally:
         lab.run("ssh", "core-01", f"fleetctl destroy {name}", check=False, timeout=300)
+
+
+def test_host_fleetctl_through_a_tunnel(lab: Lab, tmp_path: Path) -> None:
+    """The tutorials' laptop set-up: the host's fleetctl with --tunnel, the lab's key and
+    pinned host keys from `lab ssh-config` (fleetctl/fleetctl.go's tunnel flag)."""
+    ssh_config = tmp_path / "lab.ssh"
+    ssh_config.write_text(lab.run("ssh-config").stdout)
+    env = {**os.environ, "FLEETCTL_SSH_CONFIG": str(ssh_config)}
+    fleetctl = [str(Path(sys.executable).with_name("fleetctl")), "--tunnel", "core-01"]
+
+    def host_fleetctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*fleetctl, *args], capture_output=True, text=True, env=env,
+                              timeout=300, check=False)  # fmt: skip
+
+    machines = host_fleetctl("list-machines", "--no-legend", "--full")
+    assert machines.returncode == 0, machines.stderr
+    assert len(machines.stdout.splitlines()) == 3, machines.stdout
+    unit = tmp_path / "tunnel-hello.service"
+    unit.write_text("[Service]\nExecStart=/bin/sleep 100000\n")
+    try:
+        started = host_fleetctl("start", str(unit))
+        assert started.returncode == 0, started.stderr
+        lab.wait_for(
+            "tunnel-hello.service active",
+            lambda: "active" in host_fleetctl("list-units", "--no-legend").stdout,
+            300,
+        )
+    finally:
+        host_fleetctl("destroy", "tunnel-hello.service")
+
+
+def test_patched_machine_metadata_moves_a_unit(lab: Lab, tmp_path: Path) -> None:
+    """fleet's PATCH /fleet/v1/machines (api/machines.go): metadata added to a machine
+    draws a MachineMetadata unit there; moved to another machine, the unit follows."""
+    ids = {n["name"]: n["machine_id"] for n in lab.status()["nodes"]}
+
+    def patch(node: str, ops: str) -> None:
+        lab.run("exec", node, "--", "sudo", "curl", "-sf", "--unix-socket", "/var/run/fleet.sock",
+                "-X", "PATCH", "-H", "Content-Type: application/json", "-d", ops,
+                "http://fleet/fleet/v1/machines")  # fmt: skip
+
+    def op(kind: str, node: str) -> str:
+        value = ', "value": "gold"' if kind != "remove" else ""
+        return f'{{"op": "{kind}", "path": "/{ids[node]}/metadata/tier"{value}}}'
+
+    unit = tmp_path / "gold.service"
+    unit.write_text(
+        "[Service]\nExecStart=/bin/sleep 100000\n\n[X-Fleet]\nMachineMetadata=tier=gold\n"
+    )
+
+    def runs_on() -> list[str]:
+        return [
+            node for node in ids
+            if lab.run("systemctl", node, "is-active", "gold.service",
+                       check=False).stdout.strip() == "active"
+        ]  # fmt: skip
+
+    lab.run("fleetctl", "start", "--no-block", str(unit), timeout=300)
+    try:
+        patch("core-01", f"[{op('add', 'core-02')}]")
+        assert lab.wait_for("gold.service on core-02", lambda: runs_on() == ["core-02"], 300)
+        patch("core-01", f"[{op('remove', 'core-02')}, {op('add', 'core-03')}]")
+        assert lab.wait_for("gold.service moved to core-03", lambda: runs_on() == ["core-03"], 300)
+    finally:
+        lab.run("fleetctl", "destroy", "gold.service", check=False, timeout=300)
+        patch("core-01", f"[{op('remove', 'core-03')}]")
