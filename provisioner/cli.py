@@ -27,7 +27,7 @@ import click
 from provisioner import __version__
 from provisioner.config import Overrides, config_warnings, topology_line
 from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
-from provisioner.errors import LabError
+from provisioner.errors import ConfigError, LabError
 
 if TYPE_CHECKING:
     from provisioner.lifecycle.faults import FaultResult
@@ -728,7 +728,7 @@ def kill(ctx: Context, nodes: tuple[str, ...], leader: bool, quorum: bool) -> No
     from provisioner import lifecycle
 
     if sum((bool(nodes), leader, quorum)) != 1:
-        raise click.UsageError("name NODES, or give --leader or --quorum (one of them)")
+        raise ConfigError("name NODES, or give --leader or --quorum (one of them)", key="lab kill")
     config = _load(ctx)
     if leader:
         killed = lifecycle.kill_leader(config)

@@ -128,12 +128,12 @@ def _change(
     runner: Runner | None,
 ) -> FaultResult:
     """Apply ``change`` to the recorded faults and make the host match the result."""
-    check_host(config)
-    runner = runner or host_runner()
-    open_host = (backends or default_backends(config.libvirt_uri)).open_host
     with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
         before = load_faults(config)
-        after = change(before)
+        after = change(before)  # a refused request fails here, before the host is touched
+        check_host(config)
+        runner = runner or host_runner()
+        open_host = (backends or default_backends(config.libvirt_uri)).open_host
         with open_host() as host:
             ports = lab_ports(config, host)
         save_faults(config, _union(before, after))  # an interrupted apply is still undone
