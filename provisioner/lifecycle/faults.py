@@ -137,14 +137,25 @@ def _change(
         with open_host() as host:
             ports = lab_ports(config, host)
         save_faults(config, _union(before, after))  # an interrupted apply is still undone
-        host_net.apply_partitions(runner, config.name, after, ports)
-        host_net.apply_netem(
-            runner, config.name, after, ports, sorted(before.netem.keys() | after.netem.keys())
-        )
+        try:
+            _apply(runner, config, before, after, ports)
+        except LabError:
+            with contextlib.suppress(LabError):  # back to what was there, as far as it goes
+                _apply(runner, config, after, before, ports)
+            save_faults(config, before)
+            raise
         save_faults(config, after)
     touched = after.nodes()
     waiting = tuple(n.name for n in config.nodes if n.name in touched and n.name not in ports)
     return FaultResult(after, waiting)
+
+
+def _apply(
+    runner: Runner, config: LabConfig, before: Faults, after: Faults, ports: dict[str, Port]
+) -> None:
+    host_net.apply_partitions(runner, config.name, after, ports)
+    touched = sorted(before.netem.keys() | after.netem.keys())
+    host_net.apply_netem(runner, config.name, after, ports, touched)
 
 
 def _union(a: Faults, b: Faults) -> Faults:
