@@ -86,3 +86,13 @@ def clear_all(runner: Runner, lab: str, nodes: Iterable[str], ports: Mapping[str
 def table_exists(runner: Runner, lab: str) -> bool:
     argv = ["nft", "list", "table", "bridge", table_name(lab)]
     return runner.run(argv, timeout=TIMEOUT).succeeded
+
+
+def leftovers(runner: Runner, lab: str, nodes: Iterable[str]) -> bool:
+    """Whether the lab's table or any of its IFB devices exists (read only)."""
+    if table_exists(runner, lab):
+        return True
+    return any(
+        runner.run(["ip", "link", "show", "dev", ifb_name(lab, node)], timeout=TIMEOUT).succeeded
+        for node in nodes
+    )

@@ -245,7 +245,9 @@ def clear_for_destroy(config: LabConfig, host: LibvirtHost) -> None:
     except HostError:
         (config.state_dir / FAULTS_FILE).unlink(missing_ok=True)
         return
-    host_net.clear_all(host_runner(), config.name, _node_names(config), lab_ports(config, host))
+    runner, names = host_runner(), _node_names(config)
+    if host_net.leftovers(runner, config.name, names):
+        host_net.clear_all(runner, config.name, names, lab_ports(config, host))
     (config.state_dir / FAULTS_FILE).unlink(missing_ok=True)
 
 
