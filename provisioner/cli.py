@@ -20,14 +20,17 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
 from provisioner import __version__
 from provisioner.config import Overrides, config_warnings, topology_line
 from provisioner.discovery_modes import LOCAL_PORT as DISCOVERY_PORT
-from provisioner.errors import LabError
+from provisioner.errors import ConfigError, LabError
+
+if TYPE_CHECKING:
+    from provisioner.lifecycle.faults import FaultResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -715,15 +718,93 @@ def verify(
 
 
 @main.command()
-@click.argument("nodes", nargs=-1, required=True)
+@click.argument("nodes", nargs=-1)
+@click.option("--leader", is_flag=True, help="The member that leads etcd now.")
+@click.option("--quorum", is_flag=True, help="A majority of etcd's members, the leader among them.")
 @pass_context
 @handle_errors
-def kill(ctx: Context, nodes: tuple[str, ...]) -> None:
-    """Hard power-off (a node dying)."""
-    from provisioner.lifecycle import kill as do_kill
+def kill(ctx: Context, nodes: tuple[str, ...], leader: bool, quorum: bool) -> None:
+    """Hard power-off (a node dying): NODES, or etcd's leader, or a quorum."""
+    from provisioner import lifecycle
 
-    for name in do_kill(_load(ctx), nodes):
+    if sum((bool(nodes), leader, quorum)) != 1:
+        raise ConfigError("name NODES, or give --leader or --quorum (one of them)", key="lab kill")
+    config = _load(ctx)
+    if leader:
+        killed = lifecycle.kill_leader(config)
+    elif quorum:
+        killed = lifecycle.kill_quorum(config)
+    else:
+        killed = lifecycle.kill(config, nodes)
+    for name in killed:
         click.echo(f"{name}: powered off")
+
+
+def _report_faults(result: FaultResult) -> None:
+    faults = result.faults
+    for node in sorted(faults.isolated):
+        click.echo(f"{node}: cut off the lab network")
+    for a, b in sorted(faults.pairs):
+        click.echo(f"{a} <-> {b}: cut")
+    for node, setting in sorted(faults.netem.items()):
+        click.echo(f"{node}: {setting.describe()} on what it sends")
+    if faults.empty:
+        click.echo("no network faults")
+    for node in result.not_running:
+        click.echo(f"{node}: not running; its faults apply when lab next changes faults")
+
+
+@main.command()
+@click.argument("nodes", nargs=-1, required=True)
+@click.option(
+    "--from",
+    "peers",
+    multiple=True,
+    metavar="PEER",
+    help="Cut NODES off from PEER only (repeat it); without it, from every node and the host.",
+)
+@click.option(
+    "--allow-quorum-loss",
+    is_flag=True,
+    help="Allow a partition that leaves no majority of etcd's members together.",
+)
+@pass_context
+@handle_errors
+def partition(
+    ctx: Context, nodes: tuple[str, ...], peers: tuple[str, ...], allow_quorum_loss: bool
+) -> None:
+    """Cut NODES off the lab network from the host (nftables on the lab's bridge)."""
+    from provisioner.lifecycle.faults import partition as do_partition
+
+    result = do_partition(_load(ctx), nodes, peers, allow_quorum_loss=allow_quorum_loss)
+    _report_faults(result)
+
+
+@main.command()
+@click.argument("nodes", nargs=-1)
+@pass_context
+@handle_errors
+def heal(ctx: Context, nodes: tuple[str, ...]) -> None:
+    """Take partitions and netem off NODES (none named: off every node)."""
+    from provisioner.lifecycle.faults import heal as do_heal
+
+    _report_faults(do_heal(_load(ctx), nodes))
+
+
+@main.command()
+@click.argument("node")
+@click.option("--delay", help="Added to every packet the node sends, e.g. 200ms.")
+@click.option("--jitter", help="Random variation of the delay, e.g. 20ms.")
+@click.option("--loss", help="Share of the node's packets dropped, e.g. 5%.")
+@pass_context
+@handle_errors
+def netem(ctx: Context, node: str, delay: str | None, jitter: str | None, loss: str | None) -> None:
+    """Slow or lossy lab link for NODE (tc netem on the host, on what the node sends)."""
+    from provisioner.faults.plan import netem_request
+    from provisioner.lifecycle.faults import netem as do_netem
+
+    setting = netem_request(delay, jitter, loss)  # bad values fail before anything else
+    _report_faults(do_netem(_load(ctx), node, setting))
 
 
 @main.command()

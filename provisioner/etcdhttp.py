@@ -22,8 +22,11 @@ from provisioner.parsers import (
     FLANNEL_SUBNETS,
     FlannelLease,
     flannel_leases,
+    leader_name,
+    member_ids_by_name,
     parse_etcd_health,
     started_member_names,
+    status_leader,
 )
 
 # fleetd's registry: its default etcd_key_prefix, which the lab keeps, and the key
@@ -122,6 +125,19 @@ class EtcdHttp:
     def started_members(self) -> tuple[str, ...]:
         """Names of the members that have started, sorted (see :func:`started_member_names`)."""
         return started_member_names(self.call("/v3/cluster/member/list", {}, retry=True))
+
+    def leader(self) -> str | None:
+        """The name of the member that leads now, asked of every endpoint that answers
+        (the answer of the highest term decides); None when none names a leader.
+        RemoteError when no endpoint answers at all."""
+        ids = member_ids_by_name(self.call("/v3/cluster/member/list", {}, retry=True))
+        statuses = []
+        for url in self.endpoints:
+            try:
+                statuses.append(status_leader(self._post(url + "/v3/maintenance/status", {})))
+            except (OSError, http.client.HTTPException, ValueError, RemoteError):
+                continue
+        return leader_name(statuses, ids)
 
     def fleet_machine_present(self, machine_id: str) -> bool:
         """Whether fleet's registry holds the machine (its fleetd is up and registered)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -222,6 +223,35 @@ def started_member_names(answer: Any) -> tuple[str, ...]:
     if not isinstance(members, list):
         return ()
     return tuple(sorted(str(m["name"]) for m in members if isinstance(m, dict) and m.get("name")))
+
+
+def member_ids_by_name(answer: Any) -> dict[str, int]:
+    """Started members' IDs by name in a decoded ``POST /v3/cluster/member/list`` answer
+    (the JSON gateway writes 64-bit IDs as strings)."""
+    members = answer.get("members") if isinstance(answer, dict) else None
+    found = {}
+    for member in members if isinstance(members, list) else []:
+        if isinstance(member, dict) and member.get("name") and member.get("ID") is not None:
+            found[str(member["name"])] = int(member["ID"])
+    return found
+
+
+def status_leader(answer: Any) -> tuple[int, int]:
+    """(raft term, leader ID) of a decoded ``POST /v3/maintenance/status`` answer; the
+    leader is 0 while the member knows none."""
+    if not isinstance(answer, dict):
+        return (0, 0)
+    return (int(answer.get("raftTerm") or 0), int(answer.get("leader") or 0))
+
+
+def leader_name(statuses: Sequence[tuple[int, int]], ids: Mapping[str, int]) -> str | None:
+    """The member that leads according to the answer of the highest term that names one;
+    None when no answer names a known leader."""
+    for _term, leader in sorted(statuses, reverse=True):
+        for name, member_id in ids.items():
+            if leader and member_id == leader:
+                return name
+    return None
 
 
 def parse_started_members(body: str) -> tuple[str, ...]:

@@ -22,6 +22,8 @@ PACKAGES=(
   python3 python3-venv python3-dev gcc pkg-config libvirt-dev
   # tests: a real sshd on loopback for the remote tier
   openssh-server openssh-client
+  # network faults (lab partition, lab netem): nft and tc on the host
+  nftables iproute2
 )
 
 missing=()

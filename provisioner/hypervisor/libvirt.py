@@ -107,6 +107,23 @@ def parse_console_log_path(domain_xml: str) -> Path | None:
     return None
 
 
+def parse_interface_device(domain_xml: str, network: str, bridge: str, mac: str) -> str | None:
+    """The tap device (``<target dev='vnetN'/>``) of the domain's interface with ``mac``
+    on the lab's network (named ``network``, or plugged into its ``bridge``); None
+    when there is none, as for a domain that is not running."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - XML from the local libvirtd
+    for interface in root.findall("devices/interface"):
+        source = interface.find("source")
+        address = interface.find("mac")
+        target = interface.find("target")
+        if source is None or address is None or target is None:
+            continue
+        on_lab = source.get("network") == network or source.get("bridge") == bridge
+        if on_lab and address.get("address", "").lower() == mac.lower() and target.get("dev"):
+            return target.get("dev")
+    return None
+
+
 def parse_disk_paths(domain_xml: str) -> tuple[Path, ...]:
     """Host paths of the domain's file-backed disks (not cdroms)."""
     root = ET.fromstring(domain_xml)  # noqa: S314 - XML from the local libvirtd
@@ -320,6 +337,14 @@ class LibvirtHost:
             interval=_POLL_SECONDS,
             hint="power it off instead (virsh destroy)",
         )
+
+    def interface_device(self, domain: str, network: str, bridge: str, mac: str) -> str | None:
+        """The tap device of the domain's interface with ``mac`` on the lab network now
+        (a domain's tap changes each time it starts); None when it is not running."""
+        dom = self._domain(domain)
+        if not dom.isActive():
+            return None
+        return parse_interface_device(dom.XMLDesc(0), network, bridge, mac)
 
     def console_log_path(self, domain: str) -> Path | None:
         """Where the domain's serial console is logged, if it is logged to a file."""

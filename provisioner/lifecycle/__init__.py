@@ -6,6 +6,8 @@
 - :mod:`~provisioner.lifecycle.nodewait`: the one node waiter of ``up`` and ``start``;
 - :mod:`~provisioner.lifecycle.cluster`: the etcd and fleet checks;
 - :mod:`~provisioner.lifecycle.teardown`: drills (kill, stop, start), halt, logs, destroy;
+- :mod:`~provisioner.lifecycle.faults`: network faults (partition, heal, netem) and
+  etcd's leader and quorum for the member drills;
 - :mod:`~provisioner.lifecycle.snapshots`: a whole lab saved and brought back;
 - :mod:`~provisioner.lifecycle.backends`: the factories for libvirt, Vagrant, SSH and
   the host that every step takes, so tests can hand in their own.
@@ -22,6 +24,8 @@ from provisioner.lifecycle.teardown import (
     destroy,
     halt,
     kill,
+    kill_leader,
+    kill_quorum,
     save_diagnostics,
     start,
     stop,
@@ -40,6 +44,8 @@ __all__ = [
     "fastpath",
     "halt",
     "kill",
+    "kill_leader",
+    "kill_quorum",
     "save_diagnostics",
     "snapshots",
     "start",

@@ -14,6 +14,7 @@ from provisioner import nodes as node_access
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
 from provisioner.lifecycle.backends import Backends, default_backends
+from provisioner.lifecycle.faults import clear_for_destroy, etcd_leader, quorum_victims
 from provisioner.lifecycle.infra import DISCOVERY_STATE
 from provisioner.lifecycle.nodewait import NodeWaiter
 from provisioner.locks import file_lock, host_lock_path
@@ -125,6 +126,7 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
         stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
         sync_consoles(config, open_host)  # the console volumes go with the lab; logs stay
         with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
+            clear_for_destroy(config, host)  # partitions and netem, while the taps exist
             removed = host.remove_lab(config.name)
         shutil.rmtree(config.directory / ".vagrant", ignore_errors=True)
         # The key goes too: a new lab in this directory gets a fresh one. Logs stay,
@@ -183,6 +185,22 @@ def _each_node(
 def kill(config: LabConfig, names: Sequence[str], backends: Backends | None = None) -> list[str]:
     """Pull the plug (a hard power-off, like a machine dying)."""
     return _each_node(config, names, lambda host, dom: host.power_off(dom), backends)
+
+
+def kill_leader(config: LabConfig, backends: Backends | None = None) -> list[str]:
+    """Pull the plug on whichever member leads etcd now."""
+    return kill(config, [etcd_leader(config, backends)], backends)
+
+
+def kill_quorum(config: LabConfig, backends: Backends | None = None) -> list[str]:
+    """Pull the plug on a majority of etcd's members, the leader among them: the
+    cluster keeps no quorum and commits nothing until enough of them start again."""
+    try:
+        leader: str | None = etcd_leader(config, backends)
+    except LabError:
+        leader = None  # no leader now: a majority all the same
+    victims = quorum_victims([member.name for member in config.members], leader)
+    return kill(config, victims, backends)
 
 
 def stop(config: LabConfig, names: Sequence[str], backends: Backends | None = None) -> list[str]:

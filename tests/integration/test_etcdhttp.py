@@ -63,3 +63,10 @@ def test_flannel_leases_read_from_the_host_and_with_etcdctl_agree(etcd: EtcdMemb
     fact = facts.flannel_leases([etcd.client_url])
     listed = subprocess.run(fact.argv, capture_output=True, text=True, timeout=30, check=True)
     assert fact.parse(listed) == expected  # type: ignore[arg-type]
+
+
+def test_the_leader_is_found_from_the_host(etcd: EtcdMember) -> None:
+    """What `lab kill --leader` asks: the member list and each member's status over
+    etcd's JSON gateway (a lone member leads itself); a silent endpoint is skipped."""
+    silent = f"http://127.0.0.1:{free_ports(1)[0]}"
+    assert EtcdHttp([silent, etcd.client_url], timeout=3.0).leader() == etcd.name

@@ -1,0 +1,318 @@
+"""``lab partition``, ``lab heal``, ``lab netem`` and the etcd member drills
+(``lab kill --leader``, ``--quorum``).
+
+The faults are recorded in ``.lab/faults.json`` (see :mod:`provisioner.faults.plan`)
+and applied on the host with nftables and tc. Each command re-reads libvirt's tap
+device of every running node, so faults follow a domain that was restarted
+(it gets a new tap). A full ``lab heal`` and ``lab destroy`` find the lab's table
+and IFB devices by name, with or without the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from provisioner import nodes as node_access
+from provisioner.config import LabConfig
+from provisioner.errors import ConfigError, HostError, LabError, RemoteError
+from provisioner.faults import host as host_net
+from provisioner.faults.plan import (
+    Faults,
+    Netem,
+    Port,
+    check_nodes,
+    faults_from_json,
+    faults_to_json,
+    healed,
+    partitioned,
+    quorum_lost,
+    with_netem,
+)
+from provisioner.hypervisor.naming import bridge_name, network_name
+from provisioner.lifecycle.backends import Backends, default_backends
+from provisioner.locks import file_lock
+from provisioner.parsers import leader_name
+from provisioner.remote.local import LocalRunner
+from provisioner.remote.runner import Runner
+from provisioner.state import atomic_write
+
+if TYPE_CHECKING:
+    from provisioner.hypervisor.libvirt import LibvirtHost
+
+FAULTS_FILE = "faults.json"
+FAULTS_LOCK = "faults.lock"
+TOOLS = ("nft", "tc", "ip")
+
+
+@dataclass(frozen=True)
+class FaultResult:
+    """The lab's faults after a command, and the nodes whose faults wait for them to run."""
+
+    faults: Faults
+    not_running: tuple[str, ...]
+
+
+# --- the record -------------------------------------------------------------------------
+
+
+def load_faults(config: LabConfig) -> Faults:
+    path = config.state_dir / FAULTS_FILE
+    try:
+        return faults_from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return Faults()
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise LabError(
+            f"{path}: the record of network faults is unreadable ({exc})",
+            hint="`lab heal` with no node removes every fault and the record",
+        ) from exc
+
+
+def save_faults(config: LabConfig, faults: Faults) -> None:
+    path = config.state_dir / FAULTS_FILE
+    if faults.empty:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write(path, (json.dumps(faults_to_json(faults), indent=2) + "\n").encode())
+
+
+# --- the host ----------------------------------------------------------------------------
+
+
+def host_runner() -> Runner:
+    return LocalRunner(name="host")
+
+
+def check_host(config: LabConfig) -> None:
+    """HostError unless this host runs the lab's guests and has nft, tc and ip."""
+    from provisioner.hypervisor.libvirt import is_local
+
+    if not is_local(config.libvirt_uri):
+        raise HostError(
+            f"the lab runs on {config.libvirt_uri}: its network faults need that host's bridge",
+            hint="run lab on the hypervisor's host",
+        )
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise HostError(
+            f"{', '.join(missing)} not found",
+            hint="install nftables and iproute2 (scripts/install.sh does)",
+        )
+
+
+def lab_ports(config: LabConfig, host: LibvirtHost) -> dict[str, Port]:
+    """Every running node's tap device on the lab network now, with its MAC."""
+    ports = {}
+    network, bridge = network_name(config.name), bridge_name(config.name)
+    for node in config.nodes:
+        try:
+            tap = host.interface_device(
+                node_access.domain_of(config, node), network, bridge, node.mac
+            )
+        except LabError:
+            tap = None  # no such domain (yet): no port
+        if tap is not None:
+            ports[node.name] = Port(tap=tap, mac=node.mac)
+    return ports
+
+
+def _change(
+    config: LabConfig,
+    change: Callable[[Faults], Faults],
+    backends: Backends | None,
+    runner: Runner | None,
+) -> FaultResult:
+    """Apply ``change`` to the recorded faults and make the host match the result."""
+    with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
+        before = load_faults(config)
+        after = change(before)  # a refused request fails here, before the host is touched
+        check_host(config)
+        runner = runner or host_runner()
+        open_host = (backends or default_backends(config.libvirt_uri)).open_host
+        with open_host() as host:
+            ports = lab_ports(config, host)
+        save_faults(config, _union(before, after))  # an interrupted apply is still undone
+        try:
+            _apply(runner, config, before, after, ports)
+        except LabError:
+            with contextlib.suppress(LabError):  # back to what was there, as far as it goes
+                _apply(runner, config, after, before, ports)
+            save_faults(config, before)
+            raise
+        save_faults(config, after)
+    touched = after.nodes()
+    waiting = tuple(n.name for n in config.nodes if n.name in touched and n.name not in ports)
+    return FaultResult(after, waiting)
+
+
+def _apply(
+    runner: Runner, config: LabConfig, before: Faults, after: Faults, ports: dict[str, Port]
+) -> None:
+    host_net.apply_partitions(runner, config.name, after, ports)
+    touched = sorted(before.netem.keys() | after.netem.keys())
+    host_net.apply_netem(runner, config.name, after, ports, touched)
+
+
+def _union(a: Faults, b: Faults) -> Faults:
+    return Faults(a.isolated | b.isolated, a.pairs | b.pairs, {**a.netem, **b.netem})
+
+
+# --- the verbs ---------------------------------------------------------------------------
+
+
+def partition(
+    config: LabConfig,
+    names: Sequence[str],
+    peers: Sequence[str] = (),
+    *,
+    allow_quorum_loss: bool = False,
+    backends: Backends | None = None,
+    runner: Runner | None = None,
+) -> FaultResult:
+    """Cut ``names`` off the lab network (the other nodes and the host), or only from
+    ``peers``. Refused before anything changes when no majority of etcd's members
+    could still reach each other, unless ``allow_quorum_loss``."""
+    known = [node.name for node in config.nodes]
+    if not names:
+        raise ConfigError("name at least one node", key="NODE")
+    check_nodes(known, names, "NODE")
+    check_nodes(known, peers, "--from")
+    both = sorted(set(names) & set(peers))
+    if both:
+        raise ConfigError(f"{both[0]} cannot be cut off from itself", key="--from")
+    members = [node.name for node in config.members]
+
+    def change(faults: Faults) -> Faults:
+        after = partitioned(faults, names, peers)
+        if quorum_lost(members, after) and not allow_quorum_loss:
+            majority = len(members) // 2 + 1
+            raise ConfigError(
+                f"this leaves no {majority} of etcd's {len(members)} members "
+                f"({', '.join(members)}) able to reach each other: etcd could elect no "
+                "leader and commit no write until the partition heals",
+                key="NODE",
+                hint="to drill exactly that, add --allow-quorum-loss; `lab heal` ends it",
+            )
+        return after
+
+    return _change(config, change, backends, runner)
+
+
+def heal(
+    config: LabConfig,
+    names: Sequence[str] = (),
+    *,
+    backends: Backends | None = None,
+    runner: Runner | None = None,
+) -> FaultResult:
+    """Take every fault off ``names`` (none named: off the whole lab, found by name)."""
+    check_nodes([node.name for node in config.nodes], names, "NODE")
+    if names:
+        return _change(config, lambda faults: healed(faults, names), backends, runner)
+    check_host(config)
+    open_host = (backends or default_backends(config.libvirt_uri)).open_host
+    with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
+        with open_host() as host:
+            ports = lab_ports(config, host)
+        host_net.clear_all(runner or host_runner(), config.name, _node_names(config), ports)
+        save_faults(config, Faults())
+    return FaultResult(Faults(), ())
+
+
+def netem(
+    config: LabConfig,
+    name: str,
+    setting: Netem,
+    *,
+    backends: Backends | None = None,
+    runner: Runner | None = None,
+) -> FaultResult:
+    """Delay, jitter and loss on the traffic ``name`` sends on its lab link."""
+    check_nodes([node.name for node in config.nodes], [name], "NODE")
+    return _change(config, lambda faults: with_netem(faults, name, setting), backends, runner)
+
+
+def clear_for_destroy(config: LabConfig, host: LibvirtHost) -> None:
+    """Best effort, for ``lab destroy``: the lab's table, IFB devices and record go.
+    Nothing to do where the host cannot have any (another host's libvirt, no nft)."""
+    try:
+        check_host(config)
+    except HostError:
+        (config.state_dir / FAULTS_FILE).unlink(missing_ok=True)
+        return
+    runner, names = host_runner(), _node_names(config)
+    if host_net.leftovers(runner, config.name, names):
+        host_net.clear_all(runner, config.name, names, lab_ports(config, host))
+    (config.state_dir / FAULTS_FILE).unlink(missing_ok=True)
+
+
+def _node_names(config: LabConfig) -> list[str]:
+    """The lab's nodes and any the record names (a lab resized since)."""
+    recorded: set[str] = set()
+    with contextlib.suppress(LabError):
+        recorded = load_faults(config).nodes()
+    return sorted({node.name for node in config.nodes} | recorded)
+
+
+# --- etcd's leader and quorum -----------------------------------------------------------
+
+
+def etcd_leader(config: LabConfig, backends: Backends | None = None) -> str:
+    """The member that leads etcd now: asked from the host over the lab network (etcd's
+    JSON gateway), else with etcdctl on the first member that answers over SSH."""
+    from provisioner import facts
+    from provisioner.etcdhttp import EtcdHttp
+    from provisioner.readiness import HOST_PROBE_TIMEOUT, member_endpoints
+    from provisioner.state import load_state
+
+    if not config.members:
+        raise LabError("this lab has no etcd members")
+    try:
+        leader = EtcdHttp(member_endpoints(config), timeout=HOST_PROBE_TIMEOUT).leader()
+    except RemoteError:
+        leader = None
+    if leader is not None:
+        return leader
+    backends = backends or default_backends(config.libvirt_uri)
+    state = load_state(config.state_dir)
+    errors = []
+    for member in config.members:
+        try:
+            runner = backends.runner(config, state, member)
+        except LabError as exc:
+            errors.append(str(exc))
+            continue
+        status = facts.endpoint_status(member_endpoints(config))
+        try:
+            # etcdctl exits 1 when a member does not answer; the others' answers count
+            statuses = status.parse(runner.run(status.argv, timeout=status.timeout))
+            members = facts.member_list(member_endpoints(config)).run(runner)
+        except LabError as exc:
+            errors.append(str(exc))
+            continue
+        finally:
+            runner.close()
+        ids = {m.name: m.member_id for m in members if m.name}
+        leaders = [(s.raft_term, s.leader_id) for s in statuses]
+        found = leader_name(leaders, ids)
+        if found is not None:
+            return found
+        errors.append(f"{member.name}: no member reports a leader")
+    raise LabError(
+        "etcd has no leader now: " + "; ".join(errors),
+        hint="`lab status` shows the members; a cluster without quorum elects none",
+    )
+
+
+def quorum_victims(members: Sequence[str], leader: str | None) -> list[str]:
+    """A majority of ``members`` to kill: the leader first (when known), then the
+    members in the lab's order."""
+    majority = len(members) // 2 + 1
+    first = [m for m in members if m == leader]
+    ordered = first + [m for m in members if m != leader]
+    return ordered[:majority]
