@@ -35,7 +35,15 @@ timed types "$VENV/bin/mypy"
 echo "==> import contracts (the host never imports guest code)"
 timed imports "$VENV/bin/lint-imports"
 
+# Every tier runs even after one failed (a run says all it knows); the exit status
+# is non-zero if any failed.
+failed=()
 for tier in unit integration vm; do
   echo "==> pytest: $tier tier"
-  timed "$tier" "$VENV/bin/pytest" -m "$tier" --junitxml="$ARTIFACTS/$tier.xml" "$@"
+  timed "$tier" "$VENV/bin/pytest" -m "$tier" --junitxml="$ARTIFACTS/$tier.xml" "$@" \
+    || failed+=("$tier")
 done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "==> failed tiers: ${failed[*]}"
+  exit 1
+fi

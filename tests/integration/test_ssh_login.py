@@ -102,13 +102,18 @@ def test_the_agent_holds_the_key_while_the_command_runs_and_ends_with_it(
 ) -> None:
     """The agent is local and private to one invocation; its socket goes with it."""
     report = tmp_path / "agent"
-    script = f'echo "$SSH_AUTH_SOCK" > {report}; ssh-add -l > {report}.keys; sleep 1'
+    go = tmp_path / "go"  # the command runs until the test has seen the agent
+    script = (
+        f'echo "$SSH_AUTH_SOCK" > {report}; ssh-add -l > {report}.keys; '
+        f"while [ ! -e {go} ]; do sleep 0.05; done"
+    )
     proc = subprocess.Popen(with_agent(node.key, ["sh", "-c", script]))
     try:
         deadline = time.monotonic() + TIMEOUT
         while not agent_pids(node.key) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(agent_pids(node.key)) == 1
+        go.touch()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
         proc.kill()
