@@ -72,6 +72,7 @@ class ScenarioResult:
     rules: list[Rule] = field(default_factory=list)
     ledger: Ledger = field(default_factory=Ledger)
     losses: list[Loss] = field(default_factory=list)
+    evidence: Evidence | None = None  # what the rules were judged on
 
     @property
     def ok(self) -> bool:
@@ -247,6 +248,7 @@ def run_scenario(
         leader_elected_during_fault(recorder.samples, leader, phases),
         copies,
     )
+    result.evidence = evidence
     result.rules = judge(scenario, evidence)
     if fleet:
         fleet.remove(units)

@@ -30,7 +30,7 @@ class Phases:
 class Figures:
     detect: float | None  # first failed write or leader change seen
     new_leader: float | None  # first sample naming a leader other than the one before
-    writable: float | None  # first acknowledged write after the first failed one (0: none failed)
+    writable: float | None  # first write acknowledged after the first failed one (0: none failed)
     writable_after_recovery: float | None  # since recovery started
     acked: int
     failed: int
@@ -39,7 +39,7 @@ class Figures:
 
 
 def _first_failure(attempts: Sequence[Attempt], since: float) -> Attempt | None:
-    failed = [a for a in attempts if not a.acknowledged and a.started >= since]
+    failed = [a for a in attempts if not a.acknowledged and a.ended >= since]  # in flight too
     return min(failed, key=lambda a: a.ended, default=None)
 
 
@@ -60,7 +60,7 @@ def figures(
     if first_failure is None:
         writable: float | None = 0.0
     else:
-        after = [a.ended for a in acked if a.started >= first_failure.started]
+        after = [a.ended for a in acked if a.started >= first_failure.ended]
         writable = min(after) - start if after else None
     resumed = [a.ended for a in acked if a.started >= phases.recover_started]
     return Figures(

@@ -223,3 +223,10 @@ def test_the_report_shows_figures_rules_and_skips() -> None:
     assert document["summary"] == {"scenarios": 2, "passed": 1, "skipped": 1, "failed": 0}
     assert document["scenarios"][0]["figures"]["new_leader"] == 2.0
     assert document["scenarios"][0]["writes_lost"] == 0
+
+
+def test_a_write_in_flight_when_the_fault_struck_counts_as_its_first_failure() -> None:
+    attempts = [failed(1, 9.8), ack(2, 11.0)]  # the failure ends at 10.8
+    f = figures(attempts, [], "core-01", PHASES)
+    assert f.detect == pytest.approx(0.8)
+    assert f.writable == pytest.approx(1.01)
