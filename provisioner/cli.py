@@ -808,6 +808,75 @@ def netem(ctx: Context, node: str, delay: str | None, jitter: str | None, loss: 
 
 
 @main.command()
+@click.argument("scenarios", nargs=-1)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every scenario's figures and rules to FILE.",
+)
+@click.option(
+    "--keys",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Acknowledged writes before each fault, and again after recovery.",
+)
+@click.option(
+    "--hold",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds each fault lasts at least.",
+)
+@click.option("--no-fleet", is_flag=True, help="Launch and count no fleet unit.")
+@pass_context
+@handle_errors
+def drill(
+    ctx: Context,
+    scenarios: tuple[str, ...],
+    json_file: Path | None,
+    keys: int,
+    hold: float,
+    no_fleet: bool,
+) -> None:
+    """Run etcd functional-tester faults on the lab and check nothing acknowledged is lost.
+
+    SCENARIOS (all when none is named): follower-killed, leader-killed, quorum-killed,
+    follower-partitioned, leader-partitioned, quorum-partitioned, follower-delayed,
+    leader-delayed; etcd's case names (SIGTERM_LEADER, ...) work too.
+    """
+    import json
+
+    from provisioner.drill.engine import Settings
+    from provisioner.drill.plan import select_scenarios
+    from provisioner.drill.report import drill_json, render_scenario, render_summary
+    from provisioner.lifecycle.drill import drill as run
+    from provisioner.progress import make_progress
+
+    chosen = select_scenarios(scenarios)  # unknown names fail before anything changes
+    config = _load(ctx)
+    progress = make_progress()
+    try:
+        results = run(
+            config,
+            chosen,
+            Settings(keys=keys, hold=hold),
+            progress,
+            fleet=not no_fleet,
+            report=lambda result: click.echo(render_scenario(result) + "\n"),
+        )
+    finally:
+        progress.close()
+    if json_file is not None:
+        json_file.write_text(json.dumps(drill_json(results), indent=2) + "\n")
+    click.echo(render_summary(results))
+    broken = [r.scenario.name for r in results if not r.ok]
+    if broken:
+        raise LabError(f"drill: {', '.join(broken)} broke a rule", hint="the table says which")
+
+
+@main.command()
 @click.argument("nodes", nargs=-1, required=True)
 @pass_context
 @handle_errors

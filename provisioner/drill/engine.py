@@ -186,6 +186,17 @@ def check_reads(
         time.sleep(0.5)
 
 
+def wait_fleet(fleet: FleetProbe, units: Sequence[str], deadline: float) -> dict[str, int]:
+    """How many machines run each unit, once each runs on exactly one or at ``deadline``
+    (fleet reschedules a unit of a lost machine only after the machine's TTL)."""
+    end = time.monotonic() + deadline
+    while True:
+        copies = fleet.copies(units)
+        if all(n == 1 for n in copies.values()) or time.monotonic() > end:
+            return copies
+        time.sleep(2.0)
+
+
 def run_scenario(
     scenario: Scenario,
     client: DrillClient,
@@ -240,7 +251,7 @@ def run_scenario(
     result.figures = figures(attempts, recorder.samples, leader, phases)
     answering = {m: client.answers(m) for m in client.members}
     result.losses = check_reads(client, prefix, result.ledger.acknowledged, settings.deadline)
-    copies = fleet.copies(units) if fleet else None
+    copies = wait_fleet(fleet, units, settings.deadline) if fleet else None
     evidence = Evidence(
         result.figures,
         result.losses,

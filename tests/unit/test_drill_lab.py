@@ -1,0 +1,106 @@
+"""`lab drill` on the lab's side without a lab: the netem probe, the levers each
+fault pulls, and bad input refused before anything changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from provisioner import cli
+from provisioner.drill.plan import Fault
+from provisioner.lifecycle import drill as lab_drill
+from provisioner.lifecycle import faults as lab_faults
+from provisioner.lifecycle import teardown
+from provisioner.remote.runner import CommandResult
+
+pytestmark = pytest.mark.unit
+
+
+class ScriptedRunner:
+    """Answers each command by its first two words; records what it ran."""
+
+    name = "host"
+
+    def __init__(self, answers: dict[str, CommandResult]) -> None:
+        self.answers = answers
+        self.ran: list[list[str]] = []
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
+    ) -> CommandResult:
+        self.ran.append(list(argv))
+        return self.answers.get(" ".join(argv[:3]), CommandResult(0, "", ""))
+
+    def upload(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def test_netem_is_tried_on_a_dummy_link_that_is_removed_again() -> None:
+    runner = ScriptedRunner({})
+    assert lab_drill.netem_unavailable(runner) is None
+    assert [argv[:3] for argv in runner.ran] == [
+        ["ip", "link", "add"],
+        ["tc", "qdisc", "add"],
+        ["ip", "link", "del"],
+    ]
+
+
+def test_a_host_without_netem_gives_the_reason_and_keeps_no_link() -> None:
+    unknown = CommandResult(2, "", "Error: Specified qdisc kind is unknown.")
+    runner = ScriptedRunner({"tc qdisc add": unknown})
+    reason = lab_drill.netem_unavailable(runner)
+    assert (
+        reason
+        == "`tc qdisc add ... netem` failed on this host: Error: Specified qdisc kind is unknown."
+    )
+    assert runner.ran[-1][:3] == ["ip", "link", "del"]
+
+
+def test_each_fault_pulls_the_labs_lever(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, Any, Any]] = []
+    monkeypatch.setattr(teardown, "kill", lambda c, n, b: calls.append(("kill", n, None)))
+    monkeypatch.setattr(teardown, "start", lambda c, n, p, b: calls.append(("start", n, None)))
+    monkeypatch.setattr(
+        lab_faults,
+        "partition",
+        lambda c, n, **kw: calls.append(("partition", n, kw["allow_quorum_loss"])),
+    )
+    monkeypatch.setattr(lab_faults, "netem", lambda c, n, s, **kw: calls.append(("netem", n, s)))
+    monkeypatch.setattr(lab_faults, "heal", lambda c, n, **kw: calls.append(("heal", n, None)))
+
+    class Config:
+        members = ("core-01", "core-02", "core-03")
+
+    injector = lab_drill.LabInjector(Config(), progress=None)  # type: ignore[arg-type]
+    injector.inject(Fault.KILL, ["core-02"])
+    injector.recover(Fault.KILL, ["core-02"])
+    injector.inject(Fault.PARTITION, ["core-01"])
+    injector.inject(Fault.PARTITION, ["core-01", "core-02"])
+    injector.recover(Fault.PARTITION, ["core-01", "core-02"])
+    injector.inject(Fault.DELAY, ["core-03"])
+    assert calls == [
+        ("kill", ["core-02"], None),
+        ("start", ["core-02"], None),
+        ("partition", ["core-01"], False),
+        ("partition", ["core-01", "core-02"], True),  # a quorum: the drill asks for it
+        ("heal", ["core-01", "core-02"], None),
+        ("netem", "core-03", lab_drill.DELAY),
+    ]
+
+
+def test_an_unknown_scenario_fails_before_the_lab_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_lab(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the lab was loaded")
+
+    monkeypatch.setattr(cli, "_load", no_lab)
+    result = CliRunner().invoke(cli.main, ["drill", "leader-killed", "leader-melted"])
+    assert result.exit_code == 2
+    assert "no drill scenario 'leader-melted'" in result.output
+    assert "hint: scenarios: follower-killed, leader-killed" in result.output
