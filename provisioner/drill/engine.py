@@ -59,6 +59,7 @@ class Settings:
     sample_every: float = 0.2  # leader samples
     hold: float = 5.0  # the fault lasts at least this long
     deadline: float = 120.0  # for each wait: healthy, writable, caught up
+    keep_keys: bool = False  # leave the scenario's keys in etcd afterwards
 
 
 @dataclass
@@ -197,6 +198,54 @@ def wait_fleet(fleet: FleetProbe, units: Sequence[str], deadline: float) -> dict
         time.sleep(2.0)
 
 
+def _fault(
+    scenario: Scenario,
+    injector: Injector,
+    nodes: Sequence[str],
+    recorder: _Recorder,
+    leader: str,
+) -> Phases:
+    """Inject, observe, recover, while ``recorder`` writes and watches. An injected
+    fault is always undone, even when the drill fails or is interrupted on the way."""
+    settings, clock = recorder.settings, recorder.clock
+    _wait(
+        f"{settings.keys} acknowledged writes",
+        lambda: recorder.acked_since(0.0) >= settings.keys,
+        settings.deadline,
+    )
+    inject_started = clock()
+    recovered = False
+    try:
+        injector.inject(scenario.fault, nodes)
+        inject_ended = clock()
+        time.sleep(settings.hold)
+        if not scenario.stops_writes:
+
+            def settled() -> bool:
+                writable = recorder.acked_since(inject_ended) > 0
+                return writable and (
+                    not scenario.elects or recorder.leader_other_than(leader, inject_started)
+                )
+
+            with contextlib.suppress(LabError):  # the verdict says what did not happen
+                _wait("writes again during the fault", settled, settings.deadline)
+        recover_started = clock()
+        injector.recover(scenario.fault, nodes)
+        recovered = True
+    finally:
+        if not recovered:
+            with contextlib.suppress(LabError):
+                injector.recover(scenario.fault, nodes)
+    recover_ended = clock()
+    with contextlib.suppress(LabError):  # the verdict says whether writes resumed
+        _wait(
+            f"{settings.keys} acknowledged writes after recovery",
+            lambda: recorder.acked_since(recover_started) >= settings.keys,
+            settings.deadline,
+        )
+    return Phases(inject_started, inject_ended, recover_started, recover_ended)
+
+
 def run_scenario(
     scenario: Scenario,
     client: DrillClient,
@@ -217,52 +266,28 @@ def run_scenario(
     result.victims = victims(scenario.target, client.members, leader)
     units = [fleet.launch(scenario.name)] if fleet else []
     prefix = f"{PREFIX}{run_id}/{scenario.name}/"
-    with _Recorder(client, prefix, scenario.name, settings, clock) as recorder:
-        result.ledger = recorder.ledger
-        _wait(
-            f"{settings.keys} acknowledged writes",
-            lambda: recorder.acked_since(0.0) >= settings.keys,
-            settings.deadline,
+    try:
+        with _Recorder(client, prefix, scenario.name, settings, clock) as recorder:
+            result.ledger = recorder.ledger
+            phases = _fault(scenario, injector, result.victims, recorder, leader)
+        result.figures = figures(list(result.ledger.attempts), recorder.samples, leader, phases)
+        answering = {m: client.answers(m) for m in client.members}
+        result.losses = check_reads(client, prefix, result.ledger.acknowledged, settings.deadline)
+        copies = wait_fleet(fleet, units, settings.deadline) if fleet else None
+        result.evidence = Evidence(
+            result.figures,
+            result.losses,
+            answering,
+            leader_elected_during_fault(recorder.samples, leader, phases),
+            copies,
         )
-        inject_started = clock()
-        injector.inject(scenario.fault, result.victims)
-        inject_ended = clock()
-        time.sleep(settings.hold)
-        if not scenario.stops_writes:
-
-            def settled() -> bool:
-                writable = recorder.acked_since(inject_ended) > 0
-                return writable and (
-                    not scenario.elects or recorder.leader_other_than(leader, inject_started)
-                )
-
-            with contextlib.suppress(LabError):  # the verdict says what did not happen
-                _wait("writes again during the fault", settled, settings.deadline)
-        recover_started = clock()
-        injector.recover(scenario.fault, result.victims)
-        recover_ended = clock()
-        _wait(
-            f"{settings.keys} acknowledged writes after recovery",
-            lambda: recorder.acked_since(recover_started) >= settings.keys,
-            settings.deadline,
-        )
-    phases = Phases(inject_started, inject_ended, recover_started, recover_ended)
-    attempts = list(result.ledger.attempts)
-    result.figures = figures(attempts, recorder.samples, leader, phases)
-    answering = {m: client.answers(m) for m in client.members}
-    result.losses = check_reads(client, prefix, result.ledger.acknowledged, settings.deadline)
-    copies = wait_fleet(fleet, units, settings.deadline) if fleet else None
-    evidence = Evidence(
-        result.figures,
-        result.losses,
-        answering,
-        leader_elected_during_fault(recorder.samples, leader, phases),
-        copies,
-    )
-    result.evidence = evidence
-    result.rules = judge(scenario, evidence)
-    if fleet:
-        fleet.remove(units)
+        result.rules = judge(scenario, result.evidence)
+    finally:
+        if fleet:
+            fleet.remove(units)
+        if not settings.keep_keys:
+            with contextlib.suppress(LabError):
+                client.delete_prefix(prefix)
     return result
 
 

@@ -20,7 +20,9 @@ from tests.etcd_support import EtcdMember, Etcds
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(keys=20, interval=0.02, sample_every=0.1, hold=1.5, deadline=40.0)
+SETTINGS = Settings(
+    keys=20, interval=0.02, sample_every=0.1, hold=1.5, deadline=40.0, keep_keys=True
+)
 
 
 @pytest.fixture
