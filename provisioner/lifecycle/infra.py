@@ -94,13 +94,20 @@ def upload_box(
     return where + (f"; {len(removed)} unused old box volumes removed" if removed else "")
 
 
-def network(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
-    """The lab's isolated libvirt network with a DHCP reservation per node."""
+def network(
+    config: LabConfig, open_host: Callable[[], LibvirtHost], *, scaled: bool = False
+) -> str:
+    """The lab's isolated libvirt network with a DHCP reservation per node.
+
+    ``scaled``: ``lab scale`` changed the lab's shape, so an existing network's
+    reservations follow the nodes (updated in place) instead of being refused."""
     from provisioner.hypervisor.network import DhcpHost, lab_network
 
     hosts = [DhcpHost(node.name, node.mac, ipaddress.IPv4Address(node.ip)) for node in config.nodes]
     spec = lab_network(config.name, config.subnet, hosts)
     with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
+        if scaled and host.find_network(spec.name) is not None:
+            host.update_dhcp_hosts(spec)
         created = host.ensure_network(spec)
     return f"{spec.name} {spec.subnet} ({'created' if created else 'exists'}, isolated)"
 
