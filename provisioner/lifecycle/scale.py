@@ -135,6 +135,14 @@ def plan_scale(
             hint=f"use --workers {max(0, room - len(core))} or fewer, or a lab with a "
             "larger subnet (lab.yaml `subnet`)",
         )
+    beyond = [n.name for n in core if n.index > count]
+    if beyond:
+        raise ConfigError(
+            f"{workers} workers would remove core node(s) {', '.join(beyond)}; {CORE_REFUSAL}",
+            key="--workers",
+            hint=f"use --workers {len(current.workers)} or more (a node's `role: core` in "
+            "lab.yaml keeps it in the core)",
+        )
     target = build(Overrides(num_instances=count, workers=workers))
     if [n.name for n in target.members] != core_names:
         raise ConfigError(
@@ -147,15 +155,11 @@ def plan_scale(
     wanted = {n.name for n in target.nodes}
     indexes = [node_index(current, name) for name in present]
     highest = max([i for i in indexes if i is not None] + [count])
-    wide = target if highest == count else build(Overrides(num_instances=highest, workers=0))
+    # the specs of nodes left beyond the target (an earlier, larger shape): workers all
+    wide = target
+    if highest > count:
+        wide = build(Overrides(num_instances=highest, workers=highest - len(core)))
     remove = [n for n in wide.nodes if n.name in present and n.name not in wanted]
-    kept_core = [n.name for n in remove if n.name in core_names]
-    if kept_core:
-        raise ConfigError(
-            f"would remove core node(s) {', '.join(kept_core)}; {CORE_REFUSAL}",
-            key="--workers",
-            hint=f"use --workers {len(current.workers)} or more",
-        )
     add = tuple(n for n in target.nodes if n.name not in ready)
     return ScalePlan(
         target=target,

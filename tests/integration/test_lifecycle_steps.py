@@ -1,17 +1,17 @@
 """``lab up``'s steps with libvirt's test:///default driver and fakes for what it cannot run.
 
-The network, the domains and their states are real libvirt objects (the test
-driver, no daemon); the render, the state file and the config drives
-(genisoimage) are real. Vagrant, the guests' SSH, the box and the cluster
-checks are fakes (tests/lifecycle_support.py), and so are volume uploads and
-downloads, which the test driver does not do (a directory stands in for the pool;
-the real streams are tested in test_libvirt_system.py): the booting of real guests under the same steps is
-covered by the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted
-during the boot resumes, a second ``up`` on a running lab changes nothing,
-one node that fails is reported with the others' outcomes kept, and a lab's
-snapshot (the test driver keeps real libvirt snapshot objects; the real disks and
-memory are the VM tier's, tests/vm/test_snapshot_vm.py) is taken of every node
-with all paused, restored to all together, listed and removed.
+The network, the domains and their states are real libvirt objects (the test driver, no
+daemon); the render, the state file and the config drives (genisoimage) are real.
+Vagrant, the guests' SSH, the box and the cluster checks are fakes
+(tests/lifecycle_support.py), and so are volume uploads and downloads, which the test
+driver does not do (a directory stands in for the pool; the real streams are tested in
+test_libvirt_system.py): the booting of real guests under the same steps is covered by
+the VM tier (tests/vm/test_lab.py). Covered here: an ``up`` interrupted during the boot
+resumes, a second ``up`` on a running lab changes nothing, one node that fails is
+reported with the others' outcomes kept, and a lab's snapshot (the test driver keeps
+real libvirt snapshot objects; the real disks and memory are the VM tier's,
+tests/vm/test_snapshot_vm.py) is taken of every node with all paused, restored to all
+together, listed and removed.
 """
 
 from __future__ import annotations
