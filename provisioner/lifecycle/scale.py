@@ -351,6 +351,8 @@ def drain(
             gone,
             interval=readiness.HOST_POLL,
             transient=TRANSIENT,
+            hint="`lab fleetctl list-units` shows where its units are; a unit that fails "
+            "elsewhere keeps the node: fix or destroy it, then `lab scale` again",
         )
     finally:
         leaving.close()
@@ -405,7 +407,11 @@ def _add(
             try:
                 for node in adding:
                     progress.update(node.name, "boot", "running")
-                    booter.up(node.name, timeout=max(1.0, deadline - time.monotonic()))
+                    booter.up(
+                        node.name,
+                        timeout=max(1.0, deadline - time.monotonic()),
+                        provision=False,
+                    )
                     progress.update(node.name, "boot", "ok")
                     # its wait runs while the next node boots
                     waits[node.name] = pool.submit(waiter.ready, node)

@@ -163,3 +163,27 @@ def test_load_lab_applies_the_scaled_shape_unless_flags_say_otherwise(tmp_path: 
     assert (tmp_path / "lab.yaml").read_text().endswith("num_instances: 3\n")  # untouched
     assert len(load_lab(tmp_path, Overrides(num_instances=3)).nodes) == 3
     assert scale_record(load_state(state_dir)) is not None
+
+
+def test_the_cli_refuses_a_lab_that_is_not_up_and_status_says_scaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import provisioner.operate
+    from provisioner.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "lab.yaml").write_text("name: scale\nsubnet: 10.201.8.0/24\nnum_instances: 3\n")
+    result = CliRunner().invoke(main, ["-C", str(tmp_path), "scale", "--workers", "2"])
+    assert result.exit_code == 1
+    assert "lab scale is not up" in result.output
+    assert "`lab up` first" in result.output
+
+    save_state(tmp_path / ".lab", with_scale(LabState(name="scale"), ScaleRecord(5, 2, 3, 0)))
+    monkeypatch.setattr(provisioner.operate, "status", lambda config: [])
+    shown = CliRunner().invoke(main, ["-C", str(tmp_path), "status"])
+    assert shown.exit_code == 0, shown.output
+    assert "scaled by `lab scale` to 3 core + 2 workers from lab.yaml's 3 core + 0" in " ".join(
+        shown.output.split()
+    )
