@@ -867,9 +867,10 @@ def start(ctx: Context, nodes: tuple[str, ...]) -> None:
     type=int,
     help="Optional: the total it makes; must be the core plus --workers (the core stays).",
 )
+@accel_option
 @pass_context
 @handle_errors
-def scale(ctx: Context, workers: int, nodes: int | None) -> None:
+def scale(ctx: Context, workers: int, nodes: int | None, accel: str) -> None:
     """Grow or shrink the running lab's worker pool to WORKERS workers.
 
     New workers are rendered, booted, waited for and checked in fleet; removed ones
@@ -881,7 +882,7 @@ def scale(ctx: Context, workers: int, nodes: int | None) -> None:
 
     progress = make_progress()
     try:
-        result = do_scale(_load(ctx), workers, progress, nodes=nodes)
+        result = do_scale(_load(ctx), workers, progress, nodes=nodes, accel=accel)
     finally:
         progress.close()
     for name in result.added:

@@ -197,8 +197,10 @@ def scale(
     *,
     nodes: int | None = None,
     backends: Backends | None = None,
+    accel: str = "auto",
 ) -> ScaleResult:
-    """Grow or shrink the worker pool of the running lab ``config`` to ``workers``."""
+    """Grow or shrink the worker pool of the running lab ``config`` to ``workers``;
+    ``accel`` as given to ``lab up`` (the Vagrantfile is rendered again with it)."""
     backends = backends or default_backends(config.libvirt_uri)
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=5):
         book = StateFile(config.state_dir)
@@ -223,7 +225,7 @@ def scale(
         book.save()
         progress.update(LAB, "scale", "running", _shape(target))
         removed = [_remove(config, target, node, book, backends, progress) for node in plan.remove]
-        render(target)
+        render(target, accel=accel)
         book.reload()
         _reservations(target, backends)
         added: tuple[str, ...] = ()

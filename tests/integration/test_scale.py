@@ -85,7 +85,7 @@ def test_scale_up_by_two_workers_and_back_down(lab: Path) -> None:
     config, fakes = running_lab(lab)
     pool = config.directory.parent / "pool"
 
-    grown = scale(config, 2, progress(), backends=fakes.backends())
+    grown = scale(config, 2, progress(), accel="tcg", backends=fakes.backends())
     assert (grown.nodes, grown.workers, grown.added, grown.removed) == (
         5,
         2,
@@ -120,11 +120,11 @@ def test_scale_up_by_two_workers_and_back_down(lab: Path) -> None:
     assert up(scaled, progress(), accel="tcg", backends=fakes.backends()).already_up
 
     # scaling to the same count again changes nothing
-    again = scale(scaled, 2, progress(), backends=fakes.backends())
+    again = scale(scaled, 2, progress(), accel="tcg", backends=fakes.backends())
     assert (again.added, again.removed) == ((), ())
     assert fakes.vagrant.booted == [None, "core-04", "core-05"]
 
-    shrunk = scale(scaled, 0, progress(), backends=fakes.backends())
+    shrunk = scale(scaled, 0, progress(), accel="tcg", backends=fakes.backends())
     assert shrunk.removed == ("core-05", "core-04")  # the highest-numbered first
     for name in ("core-04", "core-05"):  # fleet stopped on the node first
         assert STOP_FLEET in fakes.runners[name].commands
@@ -147,17 +147,17 @@ def test_refusals_change_nothing(lab: Path) -> None:
     config = load_lab(lab)
     fakes = Fakes(config, FakeVagrant(config))
     with pytest.raises(LabError, match="is not up") as not_up:
-        scale(config, 2, progress(), backends=fakes.backends())
+        scale(config, 2, progress(), accel="tcg", backends=fakes.backends())
     assert "`lab up` first" in (not_up.value.hint or "")
 
     config, fakes = running_lab(lab)
     before = (config.state_dir / "state.json").read_text()
     with pytest.raises(ConfigError, match="--workers: must be 0 or more"):
-        scale(config, -1, progress(), backends=fakes.backends())
+        scale(config, -1, progress(), accel="tcg", backends=fakes.backends())
     with pytest.raises(ConfigError, match="etcdctl member add"):
-        scale(config, 2, progress(), nodes=4, backends=fakes.backends())
+        scale(config, 2, progress(), nodes=4, accel="tcg", backends=fakes.backends())
     with pytest.raises(ConfigError, match="--workers: 200 workers make 203 nodes"):
-        scale(config, 200, progress(), backends=fakes.backends())
+        scale(config, 200, progress(), accel="tcg", backends=fakes.backends())
     assert (config.state_dir / "state.json").read_text() == before
     assert dhcp_hosts(config) == ["core-01", "core-02", "core-03"]
     assert fakes.vagrant.booted == [None]
@@ -167,18 +167,18 @@ def test_an_interrupted_scale_is_finished_by_a_rerun_or_removed_by_destroy(lab: 
     config, fakes = running_lab(lab)
     fakes.vagrant.interrupt = True
     with pytest.raises(KeyboardInterrupt):
-        scale(config, 2, progress(), backends=fakes.backends())
+        scale(config, 2, progress(), accel="tcg", backends=fakes.backends())
     assert scale_record(load_state(config.state_dir)) == ScaleRecord(5, 2, 3, 0)
     assert dhcp_hosts(config) == [f"core-0{i}" for i in range(1, 6)]
 
     fakes.vagrant.interrupt = False
-    done = scale(load_lab(lab), 2, progress(), backends=fakes.backends())
+    done = scale(load_lab(lab), 2, progress(), accel="tcg", backends=fakes.backends())
     assert done.added == ("core-04", "core-05")
     assert len(domains(config)) == 5
 
     fakes.vagrant.interrupt = True
     with pytest.raises(KeyboardInterrupt):
-        scale(load_lab(lab), 4, progress(), backends=fakes.backends())
+        scale(load_lab(lab), 4, progress(), accel="tcg", backends=fakes.backends())
     removed = destroy(load_lab(lab), backends=fakes.backends())
     assert len(removed.domains) == 5
     with LibvirtHost.open(TEST_URI) as host:
