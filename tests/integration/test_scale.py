@@ -5,7 +5,8 @@ which the test driver does), the domains, the render, the state and the config d
 are real; Vagrant, the guests' SSH and fleet are the fakes of tests/lifecycle_support.py.
 A real guest joining fleet, and fleet rescheduling a drained worker's units, are the VM
 tier's. Covered here: 3 core nodes grown by two workers and shrunk back, refusals that
-change nothing, an interrupted scale finished by a re-run or removed by ``lab destroy``.
+change nothing, an interrupted scale finished by a re-run or by ``lab up``, and removed
+by ``lab destroy``.
 """
 
 from __future__ import annotations
@@ -179,8 +180,13 @@ def test_an_interrupted_scale_is_finished_by_a_rerun_or_removed_by_destroy(lab: 
     fakes.vagrant.interrupt = True
     with pytest.raises(KeyboardInterrupt):
         scale(load_lab(lab), 4, progress(), accel="tcg", backends=fakes.backends())
+    # `lab up` sees the scaled lab too: it brings up the rest (the reservations follow)
+    fakes.vagrant.interrupt = False
+    resumed = up(load_lab(lab), progress(), accel="tcg", backends=fakes.backends())
+    assert [r.role for r in resumed.nodes] == ["core"] * 3 + ["worker"] * 4
+    assert len(domains(config)) == 7
     removed = destroy(load_lab(lab), backends=fakes.backends())
-    assert len(removed.domains) == 5
+    assert len(removed.domains) == 7
     with LibvirtHost.open(TEST_URI) as host:
         assert host.lab_objects(config.name).empty
     assert scale_record(load_state(config.state_dir)) is None
