@@ -567,6 +567,24 @@ def status(ctx: Context, as_json: bool) -> None:
         "node", "state", "address", "role", "etcd", "machine-id", "metadata", "subnet", "failed"
     )  # fmt: skip
     console.print(summary_table(headers, rows))
+    scaled = _scaled_line(lab)
+    if scaled:
+        click.echo(scaled)
+
+
+def _scaled_line(lab: Any) -> str | None:
+    """``lab status``'s note that ``lab scale`` changed the lab's shape, if it did."""
+    from provisioner.lab import scale_record
+    from provisioner.state import load_state
+
+    record = scale_record(load_state(lab.state_dir))
+    if record is None:
+        return None
+    return (
+        f"scaled by `lab scale` to {record.nodes - record.workers} core + {record.workers} "
+        f"workers from lab.yaml's {record.base_nodes - record.base_workers} core + "
+        f"{record.base_workers} workers (`lab destroy` forgets it)"
+    )
 
 
 def _print_outcome(name: str | None, outcome: object) -> int:
@@ -904,6 +922,51 @@ def start(ctx: Context, nodes: tuple[str, ...]) -> None:
         progress.close()
     for name in started:
         click.echo(f"{name}: running")
+
+
+@main.command()
+@click.option(
+    "--workers",
+    type=int,
+    required=True,
+    help="The number of workers the running lab should have (the core stays).",
+)
+@click.option(
+    "--nodes",
+    type=int,
+    help="Optional: the total it makes; must be the core plus --workers (the core stays).",
+)
+@accel_option
+@pass_context
+@handle_errors
+def scale(ctx: Context, workers: int, nodes: int | None, accel: str) -> None:
+    """Grow or shrink the running lab's worker pool to WORKERS workers.
+
+    New workers are rendered, booted, waited for and checked in fleet; removed ones
+    (the highest-numbered) are drained of fleet units first. lab.yaml is not
+    rewritten: the lab's state records the new shape. Run again to finish an
+    interrupted scale."""
+    from provisioner.lifecycle.scale import scale as do_scale
+    from provisioner.progress import make_progress
+
+    progress = make_progress()
+    try:
+        result = do_scale(_load(ctx), workers, progress, nodes=nodes, accel=accel)
+    finally:
+        progress.close()
+    for name in result.added:
+        click.echo(f"{name}: added")
+    for name in result.removed:
+        click.echo(f"{name}: removed")
+    base_nodes, base_workers = result.base
+    click.echo(
+        f"{result.nodes - result.workers} core + {result.workers} workers ({result.detail})"
+        + (
+            f"; scaled from lab.yaml's {base_nodes - base_workers} core + {base_workers} workers"
+            if (result.nodes, result.workers) != result.base
+            else "; lab.yaml's shape again"
+        )
+    )
 
 
 @main.command()

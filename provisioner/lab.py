@@ -20,6 +20,40 @@ log = logging.getLogger(__name__)
 
 
 SAVED_FLAGS = "flags"
+SCALE = "scale"  # state.json's record of `lab scale`: the lab's shape now, and lab.yaml's
+
+
+@dataclass(frozen=True)
+class ScaleRecord:
+    """What ``lab scale`` made of the lab: ``nodes`` of which ``workers`` are workers,
+    from the shape lab.yaml (and the flags of ``lab up``) gave it (``base_*``)."""
+
+    nodes: int
+    workers: int
+    base_nodes: int
+    base_workers: int
+
+
+def scale_record(state: LabState) -> ScaleRecord | None:
+    """The lab's scaled shape, if ``lab scale`` changed it (``lab destroy`` forgets it)."""
+    raw = state.extra.get(SCALE)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return ScaleRecord(**{k: int(raw[k]) for k in asdict(ScaleRecord(0, 0, 0, 0))})
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def with_scale(state: LabState, record: ScaleRecord | None) -> LabState:
+    """``state`` recording ``record``; None (the lab back at lab.yaml's shape) drops it."""
+    extra = {k: v for k, v in state.extra.items() if k != SCALE}
+    if record is not None and (record.nodes, record.workers) != (
+        record.base_nodes,
+        record.base_workers,
+    ):
+        extra[SCALE] = asdict(record)
+    return replace(state, extra=extra)
 
 
 def load_lab(
@@ -27,13 +61,19 @@ def load_lab(
     overrides: Overrides | None = None,
     config_file: Path | None = None,
 ) -> LabConfig:
-    """The lab's config: flags given now > flags the lab was rendered with > lab.yaml.
+    """The lab's config: flags given now > the shape ``lab scale`` made > flags the lab
+    was rendered with > lab.yaml.
 
     So after ``lab up --nodes 1``, ``lab status`` or ``lab destroy`` without flags
-    still mean the one-node lab (``.vagrant`` style); ``lab destroy`` forgets them.
+    still mean the one-node lab (``.vagrant`` style), and after ``lab scale`` every
+    verb sees the scaled lab; ``lab destroy`` forgets both.
     """
     given = overrides or Overrides()
-    saved = load_state(directory / STATE_DIR).extra.get(SAVED_FLAGS, {})
+    state = load_state(directory / STATE_DIR)
+    saved = dict(state.extra.get(SAVED_FLAGS, {}))
+    scaled = scale_record(state)
+    if scaled is not None and given.num_instances is None and given.workers is None:
+        saved.update(num_instances=scaled.nodes, workers=scaled.workers)
     merged = Overrides(
         **{
             key: value if value is not None else saved.get(key)

@@ -188,6 +188,22 @@ def write_known_hosts(config: LabConfig, lines: Mapping[str, str]) -> Path:
     return path
 
 
+def forget_known_hosts(config: LabConfig, node: NodeSpec) -> None:
+    """Drop ``node``'s lines (by name or address) from the lab's known_hosts."""
+    from provisioner.state import atomic_write
+
+    path = config.state_dir / KNOWN_HOSTS
+    if not path.exists():
+        return
+    names = {node.name, node.ip, f"[{node.ip}]:22"}
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if not set(line.partition(" ")[0].split(",")) & names
+    ]
+    atomic_write(path, "".join(f"{line}\n" for line in kept).encode(), mode=0o600)
+
+
 def replace_file_argv(path: str) -> list[str]:
     """The command that replaces the file ``path`` (mode 0644) with its stdin atomically."""
     return ["sh", "-c", _REPLACE_FILE, path]

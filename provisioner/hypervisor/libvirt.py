@@ -32,7 +32,10 @@ from provisioner.hypervisor.boxvolume import (
 )
 from provisioner.hypervisor.naming import network_name, object_prefix
 from provisioner.hypervisor.network import (
+    DhcpChanges,
     NetworkSpec,
+    dhcp_changes,
+    dhcp_host_xml,
     network_conflicts,
     network_differences,
     parse_network_xml,
@@ -252,6 +255,46 @@ class LibvirtHost:
                 ) from exc
         return created
 
+    def update_dhcp_hosts(self, spec: NetworkSpec) -> DhcpChanges:
+        """Bring the running network's DHCP reservations to ``spec``'s, live and in its
+        persistent config (libvirt's network update: no restart, guests keep their
+        leases). Everything else about the network must already match. Returns what
+        changed (nothing when it already matched: a re-run changes nothing)."""
+        net = self._lookup_network(spec.name)
+        if net is None:
+            raise HostError(
+                f"network {spec.name} does not exist",
+                hint="the lab is not up; `lab up` makes it",
+            )
+        actual = parse_network_xml(net.XMLDesc(0))
+        others = [d for d in network_differences(spec, actual) if "DHCP reservation" not in d]
+        if others:
+            raise HostError(
+                f"network {spec.name} differs: " + "; ".join(others),
+                hint="destroy the lab and bring it up again",
+            )
+        changes = dhcp_changes(spec, actual)
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if net.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        section = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST
+        for command, hosts in (
+            (libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, changes.delete),
+            (libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, changes.add),
+        ):
+            for host in hosts:
+                self._call(
+                    spec.name,
+                    f"update DHCP reservation {host.name} {host.ip}",
+                    net.update,
+                    command,
+                    section,
+                    -1,
+                    dhcp_host_xml(host),
+                    flags,
+                )
+        return changes
+
     def remove_network(self, name: str) -> bool:
         """Stop and undefine the network ``name``; False if there was none."""
         net = self._lookup_network(name)
@@ -409,6 +452,16 @@ class LibvirtHost:
     def ensure_empty_volume(self, pool: str, name: str) -> str:
         """The raw volume ``name`` of ``pool``, made empty if missing; its path."""
         return volumes.ensure_empty(volumes.pool(self._conn, pool), name)
+
+    def delete_volume(self, pool: str, name: str) -> bool:
+        """Delete the volume ``name`` of ``pool``; False if there is none."""
+        found = volumes.pool(self._conn, pool)
+        try:
+            volume = found.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        self._call(name, "delete volume", volume.delete, 0)
+        return True
 
     def read_volume(self, pool: str, name: str) -> bytes | None:
         """The bytes of the volume ``name`` of ``pool`` now, or None if there is none."""

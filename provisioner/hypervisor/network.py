@@ -173,6 +173,38 @@ def network_differences(expected: NetworkSpec, actual: NetworkSpec) -> list[str]
     return problems
 
 
+@dataclass(frozen=True)
+class DhcpChanges:
+    """The reservations to add to and delete from a network to reach a spec's."""
+
+    add: tuple[DhcpHost, ...]
+    delete: tuple[DhcpHost, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.delete
+
+
+def dhcp_changes(expected: NetworkSpec, actual: NetworkSpec) -> DhcpChanges:
+    """What ``lab scale`` changes in a running network: reservations only.
+
+    A reservation whose name, MAC or address differs from the wanted one is
+    deleted and added again (libvirt matches a deleted host by its MAC or name).
+    """
+    want, have = set(expected.hosts), set(actual.hosts)
+    return DhcpChanges(
+        add=tuple(sorted(want - have, key=lambda h: h.ip)),
+        delete=tuple(sorted(have - want, key=lambda h: h.ip)),
+    )
+
+
+def dhcp_host_xml(host: DhcpHost) -> str:
+    """One ``<host>`` of a network's ``<dhcp>``, as libvirt's network update takes it."""
+    return ET.tostring(
+        ET.Element("host", mac=host.mac, name=host.name, ip=str(host.ip)), encoding="unicode"
+    )
+
+
 def network_conflicts(spec: NetworkSpec, others: Sequence[NetworkSpec]) -> list[str]:
     """Other networks that would clash with ``spec`` (same bridge or overlapping subnet)."""
     problems = []

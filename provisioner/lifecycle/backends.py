@@ -34,9 +34,12 @@ class NodeRunner(Runner, Protocol):
 
 
 class Booter(Protocol):
-    """What boots the lab's nodes: ``vagrant up`` in the lab directory."""
+    """What boots the lab's nodes: ``vagrant up`` in the lab directory (all of them, or
+    the one named)."""
 
-    def up(self, *, timeout: float, provision: bool | None = ...) -> None: ...
+    def up(
+        self, node: str | None = ..., *, timeout: float, provision: bool | None = ...
+    ) -> None: ...
 
 
 ClusterCheck = Callable[

@@ -11,12 +11,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner import nodes as node_access
-from provisioner.config import LabConfig
+from provisioner.config import LabConfig, NodeSpec
 from provisioner.configdrive import build_config_drive, meta_data
 from provisioner.errors import LabError
 from provisioner.locks import file_lock, host_lock_path
@@ -94,13 +94,20 @@ def upload_box(
     return where + (f"; {len(removed)} unused old box volumes removed" if removed else "")
 
 
-def network(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
-    """The lab's isolated libvirt network with a DHCP reservation per node."""
+def network(
+    config: LabConfig, open_host: Callable[[], LibvirtHost], *, scaled: bool = False
+) -> str:
+    """The lab's isolated libvirt network with a DHCP reservation per node.
+
+    ``scaled``: ``lab scale`` changed the lab's shape, so an existing network's
+    reservations follow the nodes (updated in place) instead of being refused."""
     from provisioner.hypervisor.network import DhcpHost, lab_network
 
     hosts = [DhcpHost(node.name, node.mac, ipaddress.IPv4Address(node.ip)) for node in config.nodes]
     spec = lab_network(config.name, config.subnet, hosts)
     with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
+        if scaled and host.find_network(spec.name) is not None:
+            host.update_dhcp_hosts(spec)
         created = host.ensure_network(spec)
     return f"{spec.name} {spec.subnet} ({'created' if created else 'exists'}, isolated)"
 
@@ -120,29 +127,36 @@ def discovery(config: LabConfig, state: LabState) -> str:
     return record.url
 
 
-def drives(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
+def drives(
+    config: LabConfig,
+    open_host: Callable[[], LibvirtHost],
+    only: Sequence[NodeSpec] | None = None,
+) -> str:
     """One config-2 drive per node (its user-data and the lab's public key), built under
     ``.lab/config-drives`` and uploaded into the storage pool through libvirt, with an
     empty volume beside it for the node's serial console: QEMU, on whichever host
-    libvirt runs it, reads and writes only pool volumes, never the lab directory."""
+    libvirt runs it, reads and writes only pool volumes, never the lab directory.
+
+    With ``only`` (``lab scale``), just those nodes' drives are made and added to the
+    record of the others: a running node's drive is never rewritten under it."""
     from provisioner.hypervisor.daemons import DEFAULT_POOL
     from provisioner.hypervisor.volumes import config_volume, console_volume
 
+    chosen = list(config.nodes if only is None else only)
     _, public_key = ensure_ssh_key(config.state_dir)
-    for node in config.nodes:
+    for node in chosen:
         user_data = (config.directory / "nodes" / node.name / "user-data").read_text()
         build_config_drive(
             user_data,
             meta_data(node.name, node.ip, {"lab": public_key}),
             drive_path(config, node.name),
         )
-    placed: dict[str, dict[str, str]] = {
-        "pool": {"name": DEFAULT_POOL},
-        "drives": {},
-        "consoles": {},
-    }
+    placed: dict[str, dict[str, str]] = {"drives": {}, "consoles": {}}
+    if only is not None:
+        placed |= {k: dict(v) for k, v in node_access.libvirt_paths(config).items()}
+    placed["pool"] = {"name": DEFAULT_POOL}
     with open_host() as host:
-        for node in config.nodes:
+        for node in chosen:
             domain = node_access.domain_of(config, node)
             placed["drives"][node.name] = host.upload_volume(
                 DEFAULT_POOL, config_volume(domain), drive_path(config, node.name)
@@ -150,10 +164,14 @@ def drives(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> str:
             placed["consoles"][node.name] = host.ensure_empty_volume(
                 DEFAULT_POOL, console_volume(domain)
             )
+    write_libvirt_paths(config, placed)
+    return f"{len(chosen)} config-2 drives, in pool {DEFAULT_POOL}"
+
+
+def write_libvirt_paths(config: LabConfig, placed: dict[str, dict[str, str]]) -> None:
     atomic_write(
         config.state_dir / LIBVIRT_PATHS_FILE, (json.dumps(placed, indent=2) + "\n").encode()
     )
-    return f"{len(config.nodes)} config-2 drives, in pool {DEFAULT_POOL}"
 
 
 def drive_path(config: LabConfig, node: str) -> Path:

@@ -22,7 +22,7 @@ from provisioner import nodes as node_access
 from provisioner.accel import choose_accel
 from provisioner.config import LabConfig
 from provisioner.errors import LabError, WaitTimeout
-from provisioner.lab import render
+from provisioner.lab import render, scale_record
 from provisioner.lifecycle import infra
 from provisioner.lifecycle.backends import Backends, NodeRunner, default_backends
 from provisioner.lifecycle.cluster import CLUSTER_TIMEOUT
@@ -96,7 +96,12 @@ class Run:
             ("render", self.render),
             ("host", lambda: f"{backends.prepare_host(config)}; {self.accel.accel}"),
             ("box", lambda: backends.box(config, self.progress, backends.open_host)),
-            ("network", lambda: infra.network(config, backends.open_host)),
+            (
+                "network",
+                lambda: infra.network(
+                    config, backends.open_host, scaled=scale_record(self.state) is not None
+                ),
+            ),
             ("discovery", lambda: infra.discovery(config, self.state)),
             ("drives", lambda: infra.drives(config, backends.open_host)),
             ("boot", self.boot),
@@ -324,5 +329,6 @@ def _check_same_shape(config: LabConfig, state: LabState) -> None:
         raise LabError(
             f"the running lab has nodes {', '.join(running)}, "
             f"the config asks for {', '.join(wanted)}",
-            hint="`lab destroy` first to change the number of nodes",
+            hint="`lab scale --workers M` changes the worker pool of a running lab; "
+            "`lab destroy` first to change the core",
         )
