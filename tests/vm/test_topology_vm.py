@@ -53,9 +53,9 @@ def on(lab: Lab, node: str, script: str, *, check: bool = True) -> str:
     return result.stdout
 
 
-def where_active(lab: Lab, unit: str) -> list[str]:
+def where_active(lab: Lab, unit: str, nodes: tuple[str, ...] = (*CORE, *WORKERS)) -> list[str]:
     found = []
-    for node in (*CORE, *WORKERS):
+    for node in nodes:
         state = lab.run("systemctl", node, "is-active", unit, check=False, timeout=120)
         if state.stdout.strip() == "active":
             found.append(node)
@@ -163,3 +163,60 @@ def test_the_tutorial_sidekick_with_the_v2_etcdctl(production: Lab, tmp_path: Pa
         lambda: production.run("etcdctl", "get", key, check=False).returncode != 0,
         TTL + 60,
     )
+
+
+def test_scale_adds_a_worker_and_drains_one(production: Lab, tmp_path: Path) -> None:
+    """`lab scale`: a third worker is booted, joins fleet and takes work; shrinking back
+    moves a unit off the removed worker before its VM goes."""
+    started = time.monotonic()
+    grown = production.run("scale", "--workers", "3", timeout=1200)
+    print(f"one worker added in {time.monotonic() - started:.1f}s")
+    assert "core-06: added" in grown.stdout, grown.stdout
+    nodes = {n["name"]: n for n in production.status()["nodes"]}
+    assert nodes["core-06"]["role"] == "worker"
+    assert nodes["core-06"]["fleet_listed"] is True
+    assert nodes["core-06"]["state"] == "running"
+    known = on(production, "core-01", "cat /etc/ssh/ssh_known_hosts")
+    assert "core-06," in known, known
+
+    # fillers pinned on the two first workers keep the app (which conflicts with them) off
+    # them: it lands on core-06; without the fillers, a drain can move it back
+    fillers = []
+    for worker in WORKERS:
+        filler = tmp_path / f"filler-{worker}.service"
+        filler.write_text(
+            "[Service]\nExecStart=/bin/sleep 100000\n\n[X-Fleet]\n"
+            f"MachineID={nodes[worker]['machine_id']}\n"
+        )
+        fillers.append(filler.name)
+        production.run("fleetctl", "start", str(filler), timeout=300)
+    app = tmp_path / "pool-app.service"
+    app.write_text(
+        "[Service]\nExecStart=/bin/sleep 100000\n\n[X-Fleet]\n"
+        "MachineMetadata=role=worker\nConflicts=filler-*.service\n"
+    )
+    everywhere = (*WORKERS, "core-06")
+    try:
+        production.run("fleetctl", "start", str(app), timeout=300)
+        production.wait_for("the app on core-06",
+                            lambda: where_active(production, "pool-app.service", everywhere)
+                            == ["core-06"], 300)  # fmt: skip
+        production.run("fleetctl", "destroy", *fillers, timeout=300)
+        started = time.monotonic()
+        shrunk = production.run("scale", "--workers", "2", timeout=1200)
+        print(f"one worker removed in {time.monotonic() - started:.1f}s")
+        assert "core-06: removed" in shrunk.stdout, shrunk.stdout
+        # drained before its VM went: the app runs on one of the remaining workers
+        moved = production.wait_for(
+            "the app moved to a remaining worker",
+            lambda: where_active(production, "pool-app.service"),
+            300,
+        )
+        assert len(moved) == 1, moved
+        assert moved[0] in WORKERS, moved
+        assert [n["name"] for n in production.status()["nodes"]] == [*CORE, *WORKERS]
+        machines = production.run("fleetctl", "list-machines", "--no-legend").stdout.splitlines()
+        assert len(machines) == 5, machines
+    finally:
+        production.run("fleetctl", "destroy", "pool-app.service", *fillers, check=False,
+                       timeout=300)  # fmt: skip
