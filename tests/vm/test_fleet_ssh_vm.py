@@ -118,7 +118,7 @@ def test_patched_machine_metadata_moves_a_unit(lab: Lab, tmp_path: Path) -> None
                 "http://fleet/fleet/v1/machines")  # fmt: skip
 
     def op(kind: str, node: str) -> str:
-        value = ', "value": "gold"' if kind != "remove" else ""
+        value = ', "value": {"value": "gold"}' if kind != "remove" else ""  # fleet's op shape
         return f'{{"op": "{kind}", "path": "/{ids[node]}/metadata/tier"{value}}}'
 
     unit = tmp_path / "gold.service"
