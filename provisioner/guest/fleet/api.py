@@ -292,7 +292,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload:
-            self.wfile.write(payload)
+            try:
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                # the client hung up first (curl -f does on an error status): nothing to tell
+                log.debug("api: the client left before the answer (%s)", status)
 
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"error": {"code": status, "message": message}})
