@@ -76,7 +76,7 @@ def test_a_worker_talks_to_etcd_on_loopback_in_both_apis(production: Lab) -> Non
         health = on(
             production,
             worker,
-            "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health",
+            "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health 2>&1",
         )
         assert "is healthy" in health, health
         # the seeds' v2 keys API, as a tutorial types it (the box ships curl)
