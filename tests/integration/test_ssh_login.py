@@ -68,6 +68,15 @@ def agent_pids(key: Path) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def wait_gone(key: Path, within: float) -> list[int]:
     deadline = time.monotonic() + within
     while agent_pids(key) and time.monotonic() < deadline:
@@ -102,25 +111,30 @@ def test_the_agent_holds_the_key_while_the_command_runs_and_ends_with_it(
 ) -> None:
     """The agent is local and private to one invocation; its socket goes with it."""
     report = tmp_path / "agent"
-    go = tmp_path / "go"  # the command runs until the test has seen the agent
+    go = tmp_path / "go"  # the command runs until the test has looked at the agent
     script = (
-        f'echo "$SSH_AUTH_SOCK" > {report}; ssh-add -l > {report}.keys; '
+        f'echo "$SSH_AUTH_SOCK $SSH_AGENT_PID" > {report}.tmp; mv {report}.tmp {report}; '
+        f"ssh-add -l > {report}.keys; "
         f"while [ ! -e {go} ]; do sleep 0.05; done"
     )
     proc = subprocess.Popen(with_agent(node.key, ["sh", "-c", script]))
     try:
         deadline = time.monotonic() + TIMEOUT
-        while not agent_pids(node.key) and time.monotonic() < deadline:
+        while not report.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(agent_pids(node.key)) == 1
+        socket_path, pid = report.read_text().split()
+        os.kill(int(pid), 0)  # the agent runs while the command does
+        assert Path(socket_path).is_socket()
         go.touch()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
         proc.kill()
-    socket = Path(report.read_text().strip())
     assert (tmp_path / "agent.keys").read_text().count("\n") == 1
-    assert wait_gone(node.key, 5) == []
-    assert not socket.exists()
+    deadline = time.monotonic() + 5
+    while alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(int(pid)), "the agent outlived its command"
+    assert not Path(socket_path).exists()
 
 
 def test_a_key_that_cannot_be_added_runs_nothing(tmp_path: Path) -> None:
