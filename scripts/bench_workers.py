@@ -51,7 +51,7 @@ _MS = re.compile(r"per-request-ms ([\d.]+)")
 
 
 def latency_ms(lab_dir: Path, node: str, requests: int, logs: Path) -> float:
-    script = LATENCY.replace("range(N)", f"range({requests})")
+    script = f"N = {requests}\n" + LATENCY
     run = run_lab(lab_dir, ["exec", node, "--", "python3", "-c", script],
                   logs / f"latency-{node}.log", 600.0, echo=False)  # fmt: skip
     require_ok(run, f"latency on {node}", logs / f"latency-{node}.log")
