@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -52,6 +53,17 @@ def is_local(uri: str) -> bool:
 
 
 _POLL_SECONDS = 0.5
+
+
+T = TypeVar("T")
+
+
+def call(what: str, action: str, fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)``, a libvirt error turned into a HostError naming ``what`` and ``action``."""
+    try:
+        return fn(*args)
+    except libvirt.libvirtError as exc:
+        raise HostError(f"{what}: cannot {action}: {exc}") from exc
 
 
 class DomainState(enum.Enum):
@@ -572,7 +584,4 @@ class LibvirtHost:
 
     @staticmethod
     def _call(what: str, action: str, fn: Callable[..., object], *args: object) -> None:
-        try:
-            fn(*args)
-        except libvirt.libvirtError as exc:
-            raise HostError(f"{what}: cannot {action}: {exc}") from exc
+        call(what, action, fn, *args)

@@ -14,16 +14,12 @@ of the snapshot; they do not change.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import libvirt
 
 from provisioner.errors import HostError, NodeError
-from provisioner.hypervisor.libvirt import LibvirtHost
-
-T = TypeVar("T")
+from provisioner.hypervisor.libvirt import LibvirtHost, call
 
 
 @dataclass(frozen=True)
@@ -65,26 +61,17 @@ def parse_snapshot_xml(xml: str) -> DomainSnapshot:
     )
 
 
-def _call(domain: str, action: str, fn: Callable[..., T], *args: object) -> T:
-    try:
-        return fn(*args)
-    except libvirt.libvirtError as exc:
-        raise HostError(f"{domain}: cannot {action}: {exc}") from exc
-
-
 def create(host: LibvirtHost, domain: str, name: str, description: str) -> None:
     """Take snapshot ``name`` of ``domain`` in whatever state it is (paused stays paused)."""
     dom = host.domain(domain)
     xml = snapshot_xml(name, description, dom.XMLDesc(0))
-    _call(domain, f"take snapshot {name}", dom.snapshotCreateXML, xml, 0)
+    call(domain, f"take snapshot {name}", dom.snapshotCreateXML, xml, 0)
 
 
 def listed(host: LibvirtHost, domain: str) -> list[DomainSnapshot]:
     """The domain's snapshots, oldest first."""
     dom = host.domain(domain)
-    found: list[libvirt.virDomainSnapshot] = _call(
-        domain, "list snapshots", dom.listAllSnapshots, 0
-    )
+    found: list[libvirt.virDomainSnapshot] = call(domain, "list snapshots", dom.listAllSnapshots, 0)
     snapshots = [parse_snapshot_xml(snap.getXMLDesc(0)) for snap in found]
     return sorted(snapshots, key=lambda s: (s.created, s.name))
 
@@ -103,7 +90,7 @@ def revert_paused(host: LibvirtHost, domain: str, name: str) -> None:
     """Put ``domain`` back to snapshot ``name``, its CPUs paused (resume them together)."""
     snapshot = _lookup(host, domain, name)
     dom = host.domain(domain)
-    _call(
+    call(
         domain,
         f"revert to snapshot {name}",
         dom.revertToSnapshot,
@@ -115,4 +102,4 @@ def revert_paused(host: LibvirtHost, domain: str, name: str) -> None:
 def delete(host: LibvirtHost, domain: str, name: str) -> None:
     """Remove snapshot ``name`` of ``domain`` (its data in the qcow2 volume too)."""
     snapshot = _lookup(host, domain, name)
-    _call(domain, f"delete snapshot {name}", snapshot.delete, 0)
+    call(domain, f"delete snapshot {name}", snapshot.delete, 0)
