@@ -15,9 +15,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import pytest
@@ -30,6 +28,7 @@ from provisioner.lifecycle import faults as lab_faults
 from provisioner.lifecycle.backends import Backends
 from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import CommandResult
+from tests.faults_support import TapsLibvirt
 from tests.flannel_support import can_run, ping, sh
 
 pytestmark = [
@@ -67,25 +66,6 @@ class HubRunner:
         pass
 
 
-class HubLibvirt(AbstractContextManager["HubLibvirt"]):
-    """What libvirt tells of the taps: the hub ends of the veth pairs, by node."""
-
-    def __init__(self, taps: dict[str, str]) -> None:
-        self.taps = taps
-
-    def interface_device(self, domain: str, network: str, bridge: str, mac: str) -> str | None:
-        del network, bridge, mac
-        return self.taps.get(domain.rsplit("_", 1)[1])
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
 @dataclasses.dataclass
 class Lab:
     config: LabConfig
@@ -96,7 +76,7 @@ class Lab:
     @property
     def backends(self) -> Backends:
         return dataclasses.replace(
-            default_backends(), open_host=lambda: cast(Any, HubLibvirt(self.taps))
+            default_backends(), open_host=lambda: cast(Any, TapsLibvirt(self.taps))
         )
 
     @property

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 import pytest
@@ -37,6 +35,7 @@ from provisioner.lifecycle import default_backends
 from provisioner.lifecycle import faults as lab_faults
 from provisioner.parsers import leader_name, member_ids_by_name, status_leader
 from provisioner.remote.runner import CommandResult
+from tests.faults_support import TapsLibvirt
 
 pytestmark = pytest.mark.unit
 
@@ -238,23 +237,6 @@ def test_a_kernel_without_netem_leaves_nothing_behind_and_says_why() -> None:
 # --- the lab's verbs, without a host --------------------------------------------------------
 
 
-class FakeLibvirt(AbstractContextManager["FakeLibvirt"]):
-    def __init__(self, taps: dict[str, str]) -> None:
-        self.taps = taps
-
-    def interface_device(self, domain: str, network: str, bridge: str, mac: str) -> str | None:
-        del network, bridge, mac
-        return self.taps.get(domain.rsplit("_", 1)[1])
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
 def lab(tmp_path: Path, **raw: Any) -> LabConfig:
     return build_config({"name": "demo", "num_instances": 3, **raw}, tmp_path, Overrides())
 
@@ -262,7 +244,7 @@ def lab(tmp_path: Path, **raw: Any) -> LabConfig:
 def backends(taps: dict[str, str]) -> Any:
     import dataclasses
 
-    return dataclasses.replace(default_backends(), open_host=lambda: cast(Any, FakeLibvirt(taps)))
+    return dataclasses.replace(default_backends(), open_host=lambda: cast(Any, TapsLibvirt(taps)))
 
 
 @pytest.mark.parametrize(
