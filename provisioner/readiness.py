@@ -23,6 +23,7 @@ from provisioner.remote.runner import Runner
 POLL = 2.0
 HOST_POLL = 1.0  # the host's own probes of the guests' etcd cost the guests next to nothing
 HOST_PROBE_TIMEOUT = 3.0
+BANNER_READ_TIMEOUT = 5.0  # a guest busy under emulation may connect at once and answer later
 HOST_ROUND_TRIP_TIMEOUT = 10.0  # a commit under emulation can stall; etcdctl gets as long
 
 

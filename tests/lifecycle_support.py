@@ -193,7 +193,7 @@ class Fakes:
             open_host=lambda: open_host(pool_dir),
             booter=self.vagrant,
             runner=runner,
-            banner=lambda ip: "SSH-2.0-OpenSSH_9.2p1",
+            banner=lambda ip, timeout: "SSH-2.0-OpenSSH_9.2p1",
             prepare_host=prepare_host,
             box=box,
             check_cluster=check_cluster,

@@ -54,7 +54,8 @@ class Backends:
     open_host: Callable[[], LibvirtHost]  # a libvirt connection (closed by the caller)
     booter: Callable[[Path, Path], Booter]  # (lab directory, log file) -> vagrant
     runner: Callable[[LabConfig, LabState, NodeSpec], NodeRunner]  # SSH with pinned keys
-    banner: Callable[[str], str | None]  # the SSH banner at an address, None if silent
+    # the SSH banner at an address (connect timeout in seconds), None if silent
+    banner: Callable[[str, float], str | None]
     prepare_host: Callable[[LabConfig], str]  # daemons, storage pool; a summary
     box: Callable[[LabConfig, Progress, Callable[[], LibvirtHost]], str]  # box ready in the pool
     check_cluster: ClusterCheck  # etcd healthy, a key round trip, fleet lists every node
@@ -72,7 +73,9 @@ def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
         open_host=lambda: LibvirtHost.open(uri),
         booter=lambda root, log: VagrantLab(root, log, uri=uri),
         runner=nodes.runner,
-        banner=readiness.ssh_banner,
+        banner=lambda address, timeout: readiness.ssh_banner(
+            address, timeout=timeout, read_timeout=readiness.BANNER_READ_TIMEOUT
+        ),
         prepare_host=prepare_host,
         box=prepare_box,
         check_cluster=check_cluster,

@@ -30,11 +30,22 @@ NODE_TIMEOUT = 600.0  # per node: banner, host keys, login, systemd
 LOGIN_POLL = 1.0  # reading the console log is cheap; a login try is not
 LOGIN_BLIND_EVERY = 10  # before the console shows the keys written, try once per 10 polls
 BANNER_POLL = readiness.POLL
+BANNER_CONNECT = 5.0
+# A restored node answers within seconds, once QEMU has translated its code again:
+# fresh probes often and each given up soon find that moment (one probe's SYN would
+# wait for the kernel's retransmits, 1 s and then 3 s after the first).
+RESTORED_BANNER_POLL = 0.2
+RESTORED_BANNER_CONNECT = 0.5
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type for an empty one (Ctrl-C)."""
     return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def step_clock_command() -> list[str]:
+    """Set the guest's wall clock to the host's now (a restored guest's stood still)."""
+    return ["sudo", "date", "-u", "-s", f"@{time.time():.3f}"]
 
 
 class NodeWaiter:
@@ -52,7 +63,8 @@ class NodeWaiter:
     ) -> None:
         # pinned: the nodes run on from a known state (a restored snapshot) and their
         # host keys are pinned already; nothing new reaches the console, so the wait
-        # goes banner -> login with the pins -> systemd.
+        # goes banner (probed often) -> login with the pins, whose first command steps
+        # the guest's clock to the host's (it stood still while saved) -> systemd.
         self.pinned = pinned
         self.config = config
         self.progress = progress
@@ -101,12 +113,13 @@ class NodeWaiter:
     def wait(self, node: NodeSpec, deadline: float) -> readiness.NodeFacts:
         cancelled = self.cancel.is_set
         self.progress.update(node.name, "ssh banner", "running")
+        connect = RESTORED_BANNER_CONNECT if self.pinned else BANNER_CONNECT
         banner = wait_for(
             node.name,
             f"an SSH banner on {node.ip}:22",
             deadline,
-            lambda: self.backends.banner(node.ip),
-            interval=BANNER_POLL,
+            lambda: self.backends.banner(node.ip, connect),
+            interval=RESTORED_BANNER_POLL if self.pinned else BANNER_POLL,
             cancelled=cancelled,
         )
         self.progress.update(node.name, "ssh banner", "ok", banner)
@@ -168,8 +181,10 @@ class NodeWaiter:
                 self.console(node)
                 if not node_access.console_keys_authorized(self.config, node, runner.user):
                     raise NotReady("the console does not show the lab's key authorized yet")
-            if not runner.run(["true"], timeout=30).succeeded:
-                raise NotReady("`true` failed after login")
+            command = step_clock_command() if self.pinned else ["true"]
+            result = runner.run(command, timeout=30)
+            if not result.succeeded:
+                raise NotReady(f"`{' '.join(command)}` failed after login: {result.stderr.strip()}")
             return True
 
         # a refused, dropped or stalled login is a guest still booting; a changed host key is not

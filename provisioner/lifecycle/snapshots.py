@@ -21,20 +21,18 @@ from typing import TypeVar
 
 from provisioner import nodes as node_access
 from provisioner.config import LabConfig, NodeSpec
-from provisioner.errors import LabError, NodeError
+from provisioner.errors import LabError
 from provisioner.hypervisor import snapshots as domain_snapshots
 from provisioner.hypervisor.libvirt import DomainState, LibvirtHost
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.teardown import ready_nodes
 from provisioner.locks import file_lock
 from provisioner.progress import LAB, Progress
-from provisioner.remote.runner import Runner
 from provisioner.state import load_state
 
 T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-CLOCK_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -238,24 +236,14 @@ def _require_running(config: LabConfig, backends: Backends, domains: dict[str, s
 
 
 def _check_restored(config: LabConfig, progress: Progress, backends: Backends) -> str:
-    """Clocks stepped, then ``lab up``'s node and cluster checks on the restored lab."""
+    """``lab up``'s node checks (each login stepping the node's clock), then its cluster
+    checks, on the restored lab."""
     state = load_state(config.state_dir)
     nodes: Sequence[NodeSpec] = config.nodes
+    # pinned: each node's login steps its clock (see NodeWaiter)
     with ready_nodes(config, nodes, progress, backends, pinned=True) as waiter:
-        for node in nodes:
-            _step_clock(node.name, waiter.runners[node.name])
         return backends.check_cluster(
             config, waiter.runners, dict(state.machine_ids), progress, lambda: False
-        )
-
-
-def _step_clock(node: str, runner: Runner) -> None:
-    """The guest's wall clock set to the host's (it stood still while saved)."""
-    result = runner.run(["sudo", "date", "-u", "-s", f"@{time.time():.3f}"], timeout=CLOCK_TIMEOUT)
-    if not result.succeeded:
-        raise NodeError(
-            node,
-            f"cannot set the clock after the restore: {result.stderr.strip() or result.stdout}",
         )
 
 
