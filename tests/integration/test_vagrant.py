@@ -65,7 +65,7 @@ def test_more_instances_than_rendered_asks_for_a_rerender(lab: VagrantLab) -> No
     ("knob", "message"),
     [
         ('$num_instances = "3"', "$num_instances: expected a whole number"),
-        ('$instance_name_prefix = "node"', "$instance_name_prefix: \"node\" but the nodes"),
+        ('$instance_name_prefix = "node"', '$instance_name_prefix: "node" but the nodes'),
         ("$instance_name_prefix = :core", "$instance_name_prefix: expected a string"),
         ('$update_channel = "edge"', '$update_channel: unknown channel "edge"'),
         (
@@ -137,7 +137,8 @@ def test_plain_vagrant_status_runs_no_hook(lab: VagrantLab, tmp_path: Path) -> N
     (lab.root / "config.rb").write_text("$num_instances = 1\n")
     result = plain_vagrant(lab.root, "status", lab_command=fake)
     assert result.returncode == 0, result.stderr
-    assert "core-01" in result.stdout and "core-02" not in result.stdout
+    assert "core-01" in result.stdout
+    assert "core-02" not in result.stdout
     assert not calls.exists()
 
 

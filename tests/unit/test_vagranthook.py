@@ -13,7 +13,6 @@ from provisioner.lifecycle.vagranthook import _require_rendered, fresh_discovery
 from provisioner.render import sha256_text
 from provisioner.state import SPENT_DISCOVERY, DiscoveryRecord, LabState, StateFile, save_state
 
-
 OLD = "http://192.168.58.1:8087/v2/keys/_etcd/registry/" + "a" * 32
 
 
@@ -63,16 +62,20 @@ def test_a_new_cluster_gets_a_fresh_token_in_every_user_data(tmp_path: Path) -> 
     (config.state_dir / "known_hosts").write_text("192.168.58.101 ssh-ed25519 AAAA\n")
     book = StateFile(config.state_dir)
     fresh = fresh_discovery(config, book)
-    assert fresh is not None and fresh != OLD
+    assert fresh is not None
+    assert fresh != OLD
     assert fresh.startswith("http://192.168.58.1:8087/v2/keys/_etcd/registry/")
     for name in ("core-01", "core-02"):
         text = (tmp_path / "nodes" / name / "user-data").read_text()
-        assert OLD not in text and fresh in text
+        assert OLD not in text
+        assert fresh in text
     assert "/etc/mine" in (tmp_path / "nodes" / "core-02" / "user-data").read_text()
     state = book.state
-    assert state.discovery is not None and state.discovery.url == fresh
+    assert state.discovery is not None
+    assert state.discovery.url == fresh
     assert state.phases == ("render", "drives")
-    assert state.host_keys == {} and SPENT_DISCOVERY not in state.extra
+    assert state.host_keys == {}
+    assert SPENT_DISCOVERY not in state.extra
     assert not (config.state_dir / "known_hosts").exists()
     # lab's own file is still lab's; the one the user edited stays the user's
     one = (tmp_path / "nodes/core-01/user-data").read_text()
