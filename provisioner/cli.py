@@ -170,6 +170,15 @@ discovery_option = click.option(
     help="Write here instead of the lab directory.",
 )
 @click.option("--force", is_flag=True, help="Overwrite files edited since the last render.")
+@click.option(
+    "--external",
+    is_flag=True,
+    help="Only user-data, for machines lab does not boot, at the addresses lab.yaml's"
+    " nodes give (needs --out, and --discovery static or a URL).",
+)
+@click.option(
+    "--lab-key", is_flag=True, help="With --external: authorize the lab's own SSH key too."
+)
 @pass_context
 @handle_errors
 def render(
@@ -180,13 +189,27 @@ def render(
     discovery: str | None,
     out: Path | None,
     force: bool,
+    external: bool,
+    lab_key: bool,
 ) -> None:
     """Render the Vagrantfile, config.rb and every node's cloud-config."""
     from provisioner.lab import render as do_render
+    from provisioner.lab import render_external
 
     overrides = Overrides(num_instances=nodes, workers=workers, discovery=discovery)
-    lab = _load_for_render(ctx, config_file, overrides)
-    result = do_render(lab, out, force=force)
+    if external or lab_key:
+        if not external:
+            raise ConfigError("--lab-key goes with --external", key="--lab-key")
+        if out is None:
+            raise ConfigError(
+                "--external writes user-data for other machines: say where with --out DIR",
+                key="--out",
+            )
+        lab = _load(ctx, config_file, overrides)  # the lab's own flags stay as they were
+        result = render_external(lab, out, force=force, lab_key=lab_key)
+    else:
+        lab = _load_for_render(ctx, config_file, overrides)
+        result = do_render(lab, out, force=force)
     for rel in result.files:
         click.echo(str(result.out_dir / rel))
     if result.discovery_url:
@@ -1008,6 +1031,64 @@ def destroy(ctx: Context) -> None:
         f"{len(result.networks)} networks"
         + ("; discovery token deleted" if result.token_deleted else "")
     )
+
+
+# --- plain Vagrant ----------------------------------------------------------------
+
+
+@main.group(name="vagrant-hook", hidden=True)
+def vagrant_hook() -> None:
+    """What a rendered Vagrantfile has lab do when plain vagrant runs (not for people)."""
+
+
+@vagrant_hook.command("prepare")
+@click.option("--nodes", "count", type=int, required=True, help="config.rb's $num_instances.")
+@pass_context
+@handle_errors
+def vagrant_hook_prepare(ctx: Context, count: int) -> None:
+    """Before `vagrant up`: host, box, network, discovery token, config drives."""
+    from provisioner.lifecycle.vagranthook import prepare
+    from provisioner.progress import make_progress
+
+    lab = _load(ctx)
+    progress = make_progress()
+    try:
+        click.echo(prepare(lab, count, progress), err=True)
+    finally:
+        progress.close()
+
+
+@vagrant_hook.command("pin")
+@click.argument("node")
+@pass_context
+@handle_errors
+def vagrant_hook_pin(ctx: Context, node: str) -> None:
+    """Pin NODE's host keys from its serial console."""
+    from provisioner.lifecycle.vagranthook import pin
+
+    click.echo(", ".join(pin(_load(ctx), node)), err=True)
+
+
+@vagrant_hook.command("booted")
+@click.argument("node")
+@pass_context
+@handle_errors
+def vagrant_hook_booted(ctx: Context, node: str) -> None:
+    """After `vagrant up` of NODE: pins, login, machine-id, known hosts."""
+    from provisioner.lifecycle.vagranthook import booted
+
+    click.echo(booted(_load(ctx), node))
+
+
+@vagrant_hook.command("destroyed")
+@click.argument("node")
+@pass_context
+@handle_errors
+def vagrant_hook_destroyed(ctx: Context, node: str) -> None:
+    """After `vagrant destroy` of NODE: forget it; the last one releases the token."""
+    from provisioner.lifecycle.vagranthook import destroyed
+
+    click.echo(destroyed(_load(ctx), node))
 
 
 if __name__ == "__main__":  # pragma: no cover

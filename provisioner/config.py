@@ -108,6 +108,8 @@ class LabConfig:
     etcdctl_api: int  # ETCDCTL_API on the guests and for `lab etcdctl`: 2 or 3
     cloud_config: tuple[Path, ...]  # extra fragments merged into every node
     nodes: tuple[NodeSpec, ...] = field(default=())
+    # the user's own keys, authorized for core on every node beside (or instead of) lab's
+    ssh_authorized_keys: tuple[str, ...] = ()
     libvirt_uri: str = DEFAULT_LIBVIRT_URI  # the hypervisor: this host or another one
     source: Path | None = None  # the lab.yaml this came from, if any
 
@@ -257,8 +259,14 @@ _TOP_KEYS: dict[str, str] = {
     "libvirt_uri": "str",
     "metadata": "metadata",
     "nodes": "mapping",
+    "ssh_authorized_keys": "list",
 }
-_NODE_KEYS: dict[str, str] = {"role": "str", "metadata": "metadata", "cloud_config": "list"}
+_NODE_KEYS: dict[str, str] = {
+    "role": "str",
+    "metadata": "metadata",
+    "cloud_config": "list",
+    "ip": "str",
+}
 _FLANNEL_KEYS: dict[str, str] = {"enabled": "bool", "network": "str", "backend": "str"}
 
 _DEFAULTS: dict[str, Any] = {
@@ -428,7 +436,7 @@ def build_config(
             f"one of: {', '.join(UPDATE_CHANNELS)}",
         )
 
-    subnet = _subnet(loader, merged.get("subnet") or default_subnet(name), count)
+    subnet = _subnet(loader, merged.get("subnet") or default_subnet(name))
     discovery = _discovery(loader, merged["discovery"])
     ports = _forwarded_ports(loader, merged.get("forwarded_ports") or {})
     members = _core_size(loader, raw, overrides, merged, count)
@@ -447,6 +455,7 @@ def build_config(
     common_fragments = loader.paths("cloud_config", merged.get("cloud_config") or [], base)
     default_meta = loader.metadata("metadata", merged.get("metadata") or {})
     nodes = _nodes(loader, merged, name, prefix, count, members, subnet, default_meta, base)
+    authorized = _authorized_keys(loader, merged.get("ssh_authorized_keys") or [])
 
     return LabConfig(
         directory=directory,
@@ -469,6 +478,7 @@ def build_config(
         nodes=nodes,
         libvirt_uri=_libvirt_uri(loader, merged.get("libvirt_uri")),
         source=source,
+        ssh_authorized_keys=authorized,
     )
 
 
@@ -566,7 +576,7 @@ def _libvirt_uri(loader: _Loader, value: str | None) -> str:
     raise ConfigError(f"LIBVIRT_DEFAULT_URI: {uri!r} is not a libvirt URI", hint=hint)
 
 
-def _subnet(loader: _Loader, value: str, count: int) -> ipaddress.IPv4Network:
+def _subnet(loader: _Loader, value: str) -> ipaddress.IPv4Network:
     try:
         network = ipaddress.IPv4Network(value)
     except ValueError as exc:
@@ -575,15 +585,68 @@ def _subnet(loader: _Loader, value: str, count: int) -> ipaddress.IPv4Network:
         ) from exc
     if not network.is_private:
         raise loader.fail("subnet", f"{network} is not a private range", "use an RFC 1918 range")
-    last = FIRST_HOST + count - 1
-    if last >= network.num_addresses - 1:
-        raise loader.fail(
-            "subnet",
-            f"{network} is too small for {count} nodes at .{FIRST_HOST} upward "
-            f"(needs room for host {last})",
-            "use a /24 or larger for up to 154 nodes, a /23 beyond that",
-        )
     return network
+
+
+_KEY_TYPES = ("ssh-", "ecdsa-", "sk-")
+
+
+def _authorized_keys(loader: _Loader, value: list[Any]) -> tuple[str, ...]:
+    """lab.yaml's ``ssh_authorized_keys``: OpenSSH public key lines (``ssh-ed25519 AAAA... me``)."""
+    keys = []
+    for position, item in enumerate(value):
+        key = f"ssh_authorized_keys[{position}]"
+        if not isinstance(item, str):
+            raise loader.fail(key, f"expected a public key line, got {type(item).__name__}")
+        words = item.strip().split()
+        if len(words) < 2 or not words[0].startswith(_KEY_TYPES) or "\n" in item.strip():
+            raise loader.fail(
+                key,
+                f"not an OpenSSH public key: {item[:40]!r}",
+                "one line as in ~/.ssh/id_ed25519.pub: 'ssh-ed25519 AAAA... comment'",
+            )
+        keys.append(item.strip())
+    return tuple(keys)
+
+
+def _node_ip(
+    loader: _Loader,
+    name: str,
+    own: Mapping[str, Any],
+    index: int,
+    subnet: ipaddress.IPv4Network,
+) -> str:
+    """A node's address: ``nodes.<name>.ip`` when given, else .101 upward by index.
+
+    Either way one of the subnet's guest addresses: not the network or broadcast
+    address, not the gateway (.1, the host's on a lab network)."""
+    gateway = subnet.network_address + 1
+    if "ip" not in own:
+        address = subnet.network_address + FIRST_HOST + index - 1
+        if address >= subnet.broadcast_address:
+            raise loader.fail(
+                "subnet",
+                f"{subnet} is too small for {name} at .{FIRST_HOST + index - 1} "
+                f"(nodes sit at .{FIRST_HOST} upward unless nodes.<name>.ip says otherwise)",
+                "use a /24 or larger for up to 154 nodes, a /23 beyond that, "
+                "or give each node its ip",
+            )
+        return str(address)
+    key = f"nodes.{name}.ip"
+    try:
+        address = ipaddress.IPv4Address(own["ip"])
+    except ValueError as exc:
+        raise loader.fail(key, f"invalid address {own['ip']!r}", "e.g. 10.0.0.11") from exc
+    if address not in subnet:
+        raise loader.fail(
+            key,
+            f"{address} is outside the lab's subnet {subnet}",
+            "set subnet to the network the nodes are on, e.g. subnet: 10.0.0.0/24",
+        )
+    if address in (subnet.network_address, subnet.broadcast_address, gateway):
+        what = "the gateway (the host's address)" if address == gateway else "not a host address"
+        raise loader.fail(key, f"{address} is {what} of {subnet}", "pick another address")
+    return str(address)
 
 
 def _discovery(loader: _Loader, value: str) -> str:
@@ -635,6 +698,7 @@ def _nodes(
         loader.check_keys(value, _NODE_KEYS, f"nodes.{key}.")
 
     nodes = []
+    taken: dict[str, str] = {}  # address -> node
     for index, name in enumerate(names, start=1):
         own = per_node.get(name) or {}
         role = own.get("role", "core" if index <= members else "worker")
@@ -649,12 +713,20 @@ def _nodes(
         )
         # the role as fleet metadata, unless the user's metadata sets a role of its own
         merged_meta = {ROLE_METADATA_KEY: role} | dict(default_meta) | dict(meta)
+        ip = _node_ip(loader, name, own, index, subnet)
+        if ip in taken:
+            raise loader.fail(
+                f"nodes.{name}.ip",
+                f"{ip} is {taken[ip]}'s address too",
+                "every node needs its own address",
+            )
+        taken[ip] = name
         nodes.append(
             NodeSpec(
                 index=index,
                 name=name,
                 role=role,
-                ip=str(subnet.network_address + FIRST_HOST + index - 1),
+                ip=ip,
                 mac=node_mac(lab_name, index),
                 metadata=tuple(sorted(merged_meta.items())),
                 cloud_config=loader.paths(

@@ -3,7 +3,8 @@
 - ``local`` (default): the host's discovery service (a real etcd with its v2
   API on) at the lab network's gateway address; works with no internet. The
   token is made here and registered with the service by ``lab up``.
-- ``public``: discovery.etcd.io, for users online (never contacted by tests).
+- ``public``: discovery.etcd.io, for users online. lab never contacts it: the
+  user fetches a token (``curl``) and passes its URL, which is then used as given.
 - ``static``: no discovery; ``initial-cluster`` from the reserved addresses.
 - an explicit URL: used as given.
 
@@ -14,8 +15,6 @@ destroyed lab forgets it, so a token never bootstraps two clusters.
 from __future__ import annotations
 
 import secrets
-import urllib.error
-import urllib.request
 
 from provisioner.config import LabConfig
 from provisioner.errors import DiscoveryError
@@ -36,16 +35,19 @@ def local_url(config: LabConfig, token: str) -> str:
     return local_prefix(config) + token
 
 
-def new_public_token(size: int, timeout: float = 15.0) -> str:
-    url = f"{PUBLIC_SERVICE}/new?size={size}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - fixed https URL
-            return str(reply.read().decode().strip())
-    except (urllib.error.URLError, OSError) as exc:
-        raise DiscoveryError(
-            f"could not get a token from {PUBLIC_SERVICE}: {exc}",
-            hint="use --discovery local (works offline) or --discovery static",
-        ) from exc
+def public_token_command(size: int) -> str:
+    """The command that asks discovery.etcd.io for a token of ``size`` members."""
+    return f"curl -w '\\n' '{PUBLIC_SERVICE}/new?size={size}'"
+
+
+def public_token_needed(size: int) -> DiscoveryError:
+    """``public`` without a URL: lab does not fetch tokens over the internet itself."""
+    return DiscoveryError(
+        f"public discovery needs a token from {PUBLIC_SERVICE} for {size} member(s); "
+        "lab does not fetch it",
+        hint=f"run `{public_token_command(size)}` and pass the URL it prints: "
+        f"--discovery {PUBLIC_SERVICE}/<token> (or discovery: in lab.yaml)",
+    )
 
 
 def resolve(config: LabConfig, previous: DiscoveryRecord | None) -> DiscoveryRecord | None:
@@ -61,7 +63,9 @@ def resolve(config: LabConfig, previous: DiscoveryRecord | None) -> DiscoveryRec
             mode="local", url=local_url(config, secrets.token_hex(16)), size=size
         )
     if mode == "public":
-        return DiscoveryRecord(mode="public", url=new_public_token(size), size=size)
+        if previous and previous.mode == "public" and previous.size == size:
+            return previous
+        raise public_token_needed(size)
     return DiscoveryRecord(mode=mode, url=mode, size=size)
 
 

@@ -7,14 +7,26 @@ calls one of these and maps :class:`LabError` to an exit code.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from provisioner import discovery_modes
 from provisioner.accel import choose_accel
 from provisioner.config import STATE_DIR, LabConfig, Overrides, load_config
+from provisioner.errors import ConfigError
 from provisioner.render import RenderInputs, load_fragments, render_lab, write_files
-from provisioner.state import LabState, ensure_ssh_key, load_state, rendered_record, save_state
+from provisioner.state import (
+    SPENT_DISCOVERY,
+    LabState,
+    ensure_ssh_key,
+    keep_rendered_record,
+    load_state,
+    rendered_record,
+    save_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +129,31 @@ def box_name(config: LabConfig) -> str:
     return vagrant_box_name(recipe.name, current_key(recipe))
 
 
+def lab_command() -> tuple[str, ...]:
+    """How a rendered Vagrantfile runs this lab: the ``lab`` executable beside this
+    Python (a virtualenv's or an installation's bin), else the one on PATH, else this
+    Python with ``-m provisioner.cli``. ``LAB_COMMAND`` overrides (split on spaces)."""
+    given = os.environ.get("LAB_COMMAND", "").split()
+    if given:
+        return tuple(given)
+    beside = Path(sys.executable).parent / "lab"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return (str(beside),)
+    found = shutil.which("lab")
+    if found:
+        return (str(Path(found).resolve()),)
+    return (sys.executable, "-m", "provisioner.cli")
+
+
 def render_inputs(
     config: LabConfig, state: LabState, accel: str = "auto"
 ) -> tuple[RenderInputs, LabState]:
     """Collect the key, discovery URL and driver; returns the updated state."""
     key_path, public_key = ensure_ssh_key(config.state_dir)
-    record = discovery_modes.resolve(config, state.discovery)
+    previous = state.discovery
+    if previous is not None and state.extra.get(SPENT_DISCOVERY) == previous.url:
+        previous = None  # its cluster is gone (`vagrant destroy`): a new one, a new token
+    record = discovery_modes.resolve(config, previous)
     state = replace(state, name=config.name, discovery=record)
     inputs = RenderInputs(
         ssh_public_key=public_key,
@@ -131,6 +162,7 @@ def render_inputs(
         box_name=box_name(config),
         box_version=None,
         driver=choose_accel(accel).driver,
+        lab_command=lab_command(),
     )
     return inputs, state
 
@@ -147,4 +179,61 @@ def render(
     rendered = write_files(out, files, rendered_record(config.state_dir, state), force=force)
     save_state(config.state_dir, replace(state, rendered=rendered).with_phase("render"))
     log.info("rendered %d files into %s", len(files), out)
+    return RenderResult(out_dir=out, files=tuple(files), discovery_url=inputs.discovery_url)
+
+
+EXTERNAL_MODES = ("static", "public")
+
+
+def render_external(
+    config: LabConfig,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    lab_key: bool = False,
+) -> RenderResult:
+    """User-data for machines lab does not boot: one ``nodes/<node>/user-data`` per node
+    at the addresses lab.yaml gives, validated, into ``out_dir``.
+
+    No lab gateway (``local`` discovery is refused), no Vagrantfile, no emulation
+    tweaks; the user's ``ssh_authorized_keys``, and the lab's own key only with
+    ``lab_key``. The lab's state is left alone: the record of what was written (so
+    edits there are not overwritten) is kept in ``out_dir/.lab/``."""
+    mode = config.discovery
+    if mode == "local":
+        raise ConfigError(
+            "local discovery is the lab host's own service on a lab network; "
+            "machines lab does not boot cannot reach it",
+            key="discovery",
+            hint="use --discovery static (initial-cluster from the nodes' addresses), or a "
+            "discovery URL (--discovery public says how to get one from discovery.etcd.io)",
+        )
+    if mode == "public":
+        raise discovery_modes.public_token_needed(len(config.members))
+    if not config.ssh_authorized_keys and not lab_key:
+        raise ConfigError(
+            "no SSH key would be authorized on the machines",
+            key="ssh_authorized_keys",
+            hint="list your public keys under ssh_authorized_keys in lab.yaml, "
+            "or pass --lab-key to authorize the lab's own key",
+        )
+    out = out_dir.resolve()
+    fragments = load_fragments(config)
+    public_key = ensure_ssh_key(config.state_dir)[1] if lab_key else ""
+    inputs = RenderInputs(
+        ssh_public_key=public_key,
+        ssh_private_key_path=config.state_dir / "ssh" / "id_ed25519",
+        discovery_url=None if mode == "static" else mode,
+        box_name="",  # no Vagrantfile
+        box_version=None,
+        driver="kvm",
+        external=True,
+        authorize_lab_key=lab_key,
+    )
+    files = render_lab(config, inputs, fragments)
+    record_dir = out / STATE_DIR
+    previous = rendered_record(record_dir, LabState())
+    written = write_files(out, files, previous, force=force)
+    keep_rendered_record(record_dir, {**previous, **written})
+    log.info("rendered %d files for external machines into %s", len(files), out)
     return RenderResult(out_dir=out, files=tuple(files), discovery_url=inputs.discovery_url)

@@ -25,7 +25,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from provisioner.config import ETCD_CLIENT_PORT, ETCD_LEGACY_PORT, LabConfig, NodeSpec
+from provisioner.config import (
+    ETCD_CLIENT_PORT,
+    ETCD_LEGACY_PORT,
+    MIN_MEMORY_MB,
+    UPDATE_CHANNELS,
+    LabConfig,
+    NodeSpec,
+)
 from provisioner.errors import ConfigError, LabError, ValidationError
 from provisioner.guest.cloudinit.validate import Report, validate
 from provisioner.hypervisor.naming import network_name
@@ -52,6 +59,12 @@ class RenderInputs:
     box_name: str
     box_version: str | None
     driver: str  # "kvm" or "qemu" (TCG)
+    # how the Vagrantfile's hooks run `lab` (the command that rendered it)
+    lab_command: tuple[str, ...] = ("lab",)
+    # user-data for machines lab does not boot: no Vagrantfile, no emulation tweaks,
+    # the lab's key only when ``authorize_lab_key``
+    external: bool = False
+    authorize_lab_key: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,11 +219,12 @@ def render_user_data(
 ) -> str:
     env = env or _environment([templates_dir()])
     chosen = [fragments[p] for p in (*config.cloud_config, *node.cloud_config)]
-    slow = inputs.driver == "qemu"
+    slow = inputs.driver == "qemu" and not inputs.external
     context = {
         "lab": config,
         "node": node,
-        "ssh_public_key": inputs.ssh_public_key,
+        "external": inputs.external,
+        "authorized_keys": authorized_keys(config, inputs),
         "discovery_url": inputs.discovery_url,
         "initial_cluster": initial_cluster(config),
         # every node talks to etcd at 127.0.0.1: a core node's member, a worker's gateway
@@ -232,10 +246,19 @@ def render_user_data(
     return env.get_template(USER_DATA_TEMPLATE).render(context)
 
 
+def authorized_keys(config: LabConfig, inputs: RenderInputs) -> list[str]:
+    """The keys a node authorizes for core: the lab's (unless left out), then the user's."""
+    keys = [inputs.ssh_public_key] if inputs.authorize_lab_key else []
+    return keys + [key for key in config.ssh_authorized_keys if key not in keys]
+
+
 def render_config_rb(config: LabConfig, env: jinja2.Environment | None = None) -> str:
     env = env or _environment([templates_dir()])
     return env.get_template(CONFIG_RB_TEMPLATE).render(
-        lab=config, serial_log_dir=config.state_dir / "logs"
+        lab=config,
+        serial_log_dir=config.state_dir / "logs",
+        update_channels=UPDATE_CHANNELS,
+        min_memory=MIN_MEMORY_MB,
     )
 
 
@@ -254,6 +277,11 @@ def vagrant_context(config: LabConfig, inputs: RenderInputs) -> VagrantContext:
         libvirt_paths_file=config.state_dir / LIBVIRT_PATHS_FILE,
         libvirt_uri=config.libvirt_uri,
         instance_name_prefix=config.instance_name_prefix,
+        lab_dir=config.directory,
+        state_dir=config.state_dir,
+        lab_command=inputs.lab_command,
+        update_channels=UPDATE_CHANNELS,
+        min_memory=MIN_MEMORY_MB,
         nodes=tuple(
             VagrantNode(
                 name=node.name,
@@ -288,10 +316,10 @@ def render_lab(
     if fragments is None:
         fragments = load_fragments(config)
     env = _environment([templates_dir()])
-    files: dict[str, str] = {
-        "Vagrantfile": render_vagrantfile(config, inputs),
-        "config.rb": render_config_rb(config, env),
-    }
+    files: dict[str, str] = {}
+    if not inputs.external:
+        files["Vagrantfile"] = render_vagrantfile(config, inputs)
+        files["config.rb"] = render_config_rb(config, env)
     problems: list[str] = []
     for node in config.nodes:
         path = f"nodes/{node.name}/user-data"

@@ -26,6 +26,8 @@ STATE_FILE = "state.json"
 RENDERED_RECORD = "rendered.json"
 KEY_FILE = "ssh/id_ed25519"
 LIBVIRT_PATHS_FILE = "libvirt-paths.json"  # the nodes' drives and consoles in the storage pool
+# LabState.extra: the discovery URL of a cluster that is gone; a token is never used twice
+SPENT_DISCOVERY = "discovery_spent"
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ BASE_ENV = {
     "VAGRANT_CHECKPOINT_DISABLE": "1",  # no version check against HashiCorp's servers
     "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
     "VAGRANT_NO_COLOR": "1",
+    # lab drives this vagrant: the Vagrantfile leaves its hooks (`lab vagrant-hook`) to lab
+    "LAB_DRIVING_VAGRANT": "1",
 }
 
 

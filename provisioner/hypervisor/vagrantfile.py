@@ -64,6 +64,13 @@ class VagrantContext:
     libvirt_uri: str = SYSTEM_URI
     storage_pool: str = "default"
     boot_timeout: int = 900  # seconds Vagrant waits for SSH (TCG boots are slow)
+    # The lab directory (lab.yaml, .lab/) and its state; None: the Vagrantfile's own
+    lab_dir: Path | None = None
+    state_dir: Path | None = None
+    # the command the Vagrantfile's hooks run as `lab` (the one that rendered it)
+    lab_command: tuple[str, ...] = ("lab",)
+    update_channels: tuple[str, ...] = ("stable", "beta", "alpha")  # accepted, not used
+    min_memory: int = 384  # MiB: lab.yaml's vm_memory minimum, for config.rb's $vm_memory
 
     def __post_init__(self) -> None:
         check_lab_name(self.lab_name)
@@ -80,6 +87,8 @@ class VagrantContext:
             raise ConfigError(f"invalid network address {self.network_address!r}: {exc}") from exc
         if not self.nodes:
             raise ConfigError("a Vagrantfile needs at least one node", key="nodes")
+        if not self.lab_command or not self.lab_command[0]:
+            raise ConfigError("the Vagrantfile needs a command to run lab with")
         for index, node in enumerate(self.nodes, start=1):
             self._check_node(index, node)
 
@@ -119,6 +128,8 @@ class VagrantContext:
         values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         values["domain_prefix"] = self.domain_prefix
         values["cpu_mode"] = self.cpu_mode
+        values["state_dir"] = self.state_dir or Path(".lab")
+        values["lab_dir"] = self.lab_dir or Path()
         return values
 
 

@@ -111,6 +111,19 @@ class NodeWaiter:
         return node_access.console_fingerprints(self.config, node) or None
 
     def wait(self, node: NodeSpec, deadline: float) -> readiness.NodeFacts:
+        runner = self.login(node, deadline)
+        self.progress.update(node.name, "systemd", "running")
+        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
+        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
+        detail = facts.system_state + (
+            f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
+        )
+        self.progress.update(node.name, "systemd", "ok", detail)
+        return facts
+
+    def login(self, node: NodeSpec, deadline: float) -> NodeRunner:
+        """banner -> host keys pinned from the console -> a login with the lab's key:
+        the node's runner (kept in ``runners``), trusting only the pinned keys."""
         cancelled = self.cancel.is_set
         self.progress.update(node.name, "ssh banner", "running")
         connect = RESTORED_BANNER_CONNECT if self.pinned else BANNER_CONNECT
@@ -127,14 +140,7 @@ class NodeWaiter:
         self.runners[node.name] = runner
         self.progress.update(node.name, "login", "running")
         self._login(node, runner, deadline)
-        self.progress.update(node.name, "systemd", "running")
-        remaining = min(NODE_TIMEOUT, deadline - time.monotonic())
-        facts = readiness.system_facts(node.name, runner, max(10.0, remaining))
-        detail = facts.system_state + (
-            f" ({', '.join(facts.failed_units)})" if facts.failed_units else ""
-        )
-        self.progress.update(node.name, "systemd", "ok", detail)
-        return facts
+        return runner
 
     def _pinned_runner(self, node: NodeSpec) -> NodeRunner:
         state = self.book.state
@@ -145,9 +151,9 @@ class NodeWaiter:
             )
         return self.backends.runner(self.config, state, node)
 
-    def _pin(self, node: NodeSpec, deadline: float) -> NodeRunner:
+    def pin(self, node: NodeSpec, deadline: float) -> dict[str, str]:
         """The host keys the guest printed on its console, checked against (or first
-        recorded as) the pins; a runner that trusts only those."""
+        recorded as) the node's pins in the lab's state; the pins now."""
         cancelled = self.cancel.is_set
         self.progress.update(node.name, "host keys", "running")
         console = node_access.node_paths(self.config, node).console
@@ -165,9 +171,14 @@ class NodeWaiter:
             node_access.check_pins(node.name, pinned, printed)
             state.host_keys[node.name] = node_access.stored_pins({**printed, **pinned})
             self.book.save()
-            runner = self.backends.runner(self.config, state, node)
         self.progress.update(node.name, "host keys", "ok", ", ".join(sorted(printed)))
-        return runner
+        return {**printed, **pinned}
+
+    def _pin(self, node: NodeSpec, deadline: float) -> NodeRunner:
+        """:meth:`pin`, then a runner that trusts only the pinned keys."""
+        self.pin(node, deadline)
+        with self._pins:
+            return self.backends.runner(self.config, self.book.state, node)
 
     def _login(self, node: NodeSpec, runner: NodeRunner, deadline: float) -> None:
         polls = itertools.count()

@@ -197,3 +197,61 @@ def test_up_refuses_a_bad_topology_before_creating_anything(
     assert message in result.stderr
     assert "hint:" in result.stderr
     assert not (tmp_path / ".lab").exists()
+
+
+USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuTsIdEoUtSiDeOuTsIdEoUtSiDeOuTsIdEoUtSi me@laptop"
+EXTERNAL_YAML = f"""\
+subnet: 10.0.0.0/24
+ssh_authorized_keys: ["{USER_KEY}"]
+nodes:
+  core-01: {{ip: 10.0.0.11}}
+  core-02: {{ip: 10.0.0.12}}
+  core-03: {{ip: 10.0.0.13}}
+"""
+
+
+def test_render_for_external_machines_static_and_url(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(EXTERNAL_YAML)
+    out = tmp_path / "out"
+    result = lab("-C", tmp_path, "render", "--external", "--out", out, "--discovery", "static")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("user-data")) == [
+        f"nodes/core-0{i}/user-data" for i in (1, 2, 3)
+    ]
+    assert not (out / "Vagrantfile").exists()
+    text = (out / "nodes" / "core-02" / "user-data").read_text()
+    assert "initial-cluster: core-01=http://10.0.0.11:2380," in text
+    assert USER_KEY in text
+    assert " lab\n" not in text  # not the lab's key
+    assert lab("validate", out / "nodes" / "core-02" / "user-data").returncode in (0, 1)
+    # the lab's own state is not touched by a render for other machines
+    assert not (tmp_path / ".lab" / "state.json").exists()
+
+    url = "https://discovery.etcd.io/" + "c" * 32
+    again = lab(
+        "-C", tmp_path, "render", "--external", "--out", out, "--discovery", url, "--lab-key"
+    )
+    assert again.returncode == 0, again.stderr
+    text = (out / "nodes" / "core-01" / "user-data").read_text()
+    assert f"discovery: {url}" in text
+    assert " lab\n" in text  # the lab's key was asked for
+
+
+def test_render_for_external_machines_refusals(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(EXTERNAL_YAML)
+    out = tmp_path / "out"
+    local = lab("-C", tmp_path, "render", "--external", "--out", out)
+    assert local.returncode != 0
+    assert "discovery: local discovery is the lab host's own service" in local.stderr
+    public = lab("-C", tmp_path, "render", "--external", "--out", out, "--discovery", "public")
+    assert public.returncode != 0
+    assert "curl -w '\\n' 'https://discovery.etcd.io/new?size=3'" in public.stderr
+    no_out = lab("-C", tmp_path, "render", "--external", "--discovery", "static")
+    assert "--out: --external writes user-data for other machines" in no_out.stderr
+    (tmp_path / "lab.yaml").write_text(EXTERNAL_YAML.replace(f'["{USER_KEY}"]', "[]"))
+    keyless = lab("-C", tmp_path, "render", "--external", "--out", out, "--discovery", "static")
+    assert "ssh_authorized_keys: no SSH key would be authorized" in keyless.stderr
+    (tmp_path / "lab.yaml").write_text(EXTERNAL_YAML.replace("10.0.0.12", "10.0.1.12"))
+    outside = lab("-C", tmp_path, "render", "--external", "--out", out, "--discovery", "static")
+    assert "nodes.core-02.ip: 10.0.1.12 is outside the lab's subnet 10.0.0.0/24" in outside.stderr
+    assert not out.exists()

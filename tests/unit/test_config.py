@@ -153,6 +153,35 @@ def test_etcdctl_api_defaults_to_3(tmp_path: Path) -> None:
             "etcd_members",
             "set only one of etcd_members and workers",
         ),
+        ({"nodes": {"core-02": {"ip": "10.9.9.9"}}}, "nodes.core-02.ip", "outside the lab's"),
+        ({"nodes": {"core-02": {"ip": "nope"}}}, "nodes.core-02.ip", "invalid address 'nope'"),
+        (
+            {"subnet": "192.168.58.0/24", "nodes": {"core-02": {"ip": "192.168.58.1"}}},
+            "nodes.core-02.ip",
+            "is the gateway",
+        ),
+        (
+            {"subnet": "192.168.58.0/24", "nodes": {"core-02": {"ip": "192.168.58.255"}}},
+            "nodes.core-02.ip",
+            "not a host",
+        ),
+        ({"nodes": {"core-02": {"ip": 7}}}, "nodes.core-02.ip", "expected str, got int"),
+        (
+            {
+                "subnet": "192.168.58.0/24",
+                "nodes": {"core-01": {"ip": "192.168.58.9"}, "core-03": {"ip": "192.168.58.9"}},
+            },
+            "nodes.core-03.ip",
+            "192.168.58.9 is core-01's address too",
+        ),
+        (
+            {"subnet": "192.168.58.0/24", "nodes": {"core-01": {"ip": "192.168.58.102"}}},
+            "nodes.core-02.ip",
+            "is core-01's address too",
+        ),
+        ({"ssh_authorized_keys": "ssh-ed25519 AAAA"}, "ssh_authorized_keys", "expected list"),
+        ({"ssh_authorized_keys": ["hello"]}, "ssh_authorized_keys[0]", "not an OpenSSH public"),
+        ({"ssh_authorized_keys": [3]}, "ssh_authorized_keys[0]", "expected a public key line"),
         ({"etcdctl_api": 4}, "etcdctl_api", "etcdctl has no API version 4"),
         ({"etcdctl_api": 4}, "etcdctl_api", "2 (etcdctl set/get/ls"),
         ({"etcdctl_api": "2"}, "etcdctl_api", "expected int, got str"),
@@ -260,3 +289,20 @@ def test_topology_line_says_why_when_the_default_made_workers(tmp_path: Path) ->
     assert "the default beyond 5 nodes: an odd core of 3 up to 9 nodes, 5 from 10" in line
     chosen = topology_line(build_config({"num_instances": 8, "workers": 3}, tmp_path, Overrides()))
     assert "default" not in chosen
+
+
+def test_nodes_take_the_addresses_lab_yaml_gives(tmp_path: Path) -> None:
+    raw = {
+        "subnet": "10.0.0.0/24",
+        "nodes": {"core-01": {"ip": "10.0.0.11"}, "core-03": {"ip": "10.0.0.13"}},
+        "ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nza me@laptop"],
+    }
+    config = build_config(raw, tmp_path, Overrides())
+    assert [n.ip for n in config.nodes] == ["10.0.0.11", "10.0.0.102", "10.0.0.13"]
+    assert config.ssh_authorized_keys == ("ssh-ed25519 AAAAC3Nza me@laptop",)
+
+
+def test_a_small_subnet_is_fine_when_every_node_has_its_address(tmp_path: Path) -> None:
+    nodes = {f"core-0{i}": {"ip": f"10.0.0.{i + 1}"} for i in (1, 2, 3)}
+    config = build_config({"subnet": "10.0.0.0/28", "nodes": nodes}, tmp_path, Overrides())
+    assert [n.ip for n in config.nodes] == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]

@@ -26,6 +26,7 @@ def test_environment_pins_provider_uri_and_silences_checks() -> None:
         "VAGRANT_CHECKPOINT_DISABLE": "1",
         "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
         "VAGRANT_NO_COLOR": "1",
+        "LAB_DRIVING_VAGRANT": "1",  # the Vagrantfile leaves its hooks to lab
         "LIBVIRT_DEFAULT_URI": "qemu:///system",
         "VAGRANT_HOME": "/srv/v",
     }

@@ -26,6 +26,28 @@ UPDATE = os.environ.get("LAB_UPDATE_GOLDEN") == "1"
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoldenGoldenGoldenGoldenGoldenGoldenGold lab"
 TOKEN_URL = "http://192.168.58.1:8087/v2/keys/_etcd/registry/0123456789abcdef0123456789abcdef"
 LAB_PLACEHOLDER = "@LAB_DIR@"
+USER_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUserUserUserUserUserUserUserUserUserUserUse me@laptop"
+)
+PUBLIC_URL = "https://discovery.etcd.io/0123456789abcdef0123456789abcdef"
+EXTERNAL_NODES = {
+    "core-01": {"ip": "10.0.0.11"},
+    "core-02": {"ip": "10.0.0.12"},
+    "core-03": {"ip": "10.0.0.13"},
+}
+# user-data for machines lab does not boot: (lab.yaml, discovery URL or None, lab key too)
+EXTERNAL_CASES: dict[str, tuple[dict[str, object], str | None, bool]] = {
+    "external-static": (
+        {"subnet": "10.0.0.0/24", "nodes": EXTERNAL_NODES, "ssh_authorized_keys": [USER_KEY]},
+        None,
+        False,
+    ),
+    "external-url": (
+        {"subnet": "10.0.0.0/24", "nodes": EXTERNAL_NODES, "ssh_authorized_keys": [USER_KEY]},
+        PUBLIC_URL,
+        True,
+    ),
+}
 
 SEED = {
     "nodes": {
@@ -51,10 +73,30 @@ CASES: dict[str, tuple[dict[str, object], str | None]] = {
         {"num_instances": 4, "etcd_members": 3, "flannel": {"enabled": True}},
         TOKEN_URL,
     ),
+    # config.rb's knobs from lab.yaml: count, prefix, resources, ports, channel
+    "knobs": (
+        {
+            "num_instances": 2,
+            "instance_name_prefix": "node",
+            "vm_memory": 1024,
+            "vm_cpus": 2,
+            "forwarded_ports": {80: 8080, 443: 8443},
+            "update_channel": "beta",
+            "ssh_authorized_keys": [USER_KEY],
+        },
+        TOKEN_URL,
+    ),
 }
 
 
-def render_case(lab_dir: Path, raw: dict[str, object], discovery_url: str | None) -> dict[str, str]:
+def render_case(
+    lab_dir: Path,
+    raw: dict[str, object],
+    discovery_url: str | None,
+    *,
+    external: bool = False,
+    lab_key: bool = True,
+) -> dict[str, str]:
     config = build_config(
         {"name": "golden", "subnet": "192.168.58.0/24", **raw}, lab_dir, Overrides()
     )
@@ -65,14 +107,24 @@ def render_case(lab_dir: Path, raw: dict[str, object], discovery_url: str | None
         box_name="lab/default",
         box_version=None,
         driver="qemu",
+        lab_command=("/opt/lab/bin/lab",),
+        external=external,
+        authorize_lab_key=lab_key,
     )
     return render_lab(config, inputs)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_golden(tmp_path: Path, case: str) -> None:
+def golden_files(tmp_path: Path, case: str) -> dict[str, str]:
+    if case in EXTERNAL_CASES:
+        raw, url, lab_key = EXTERNAL_CASES[case]
+        return render_case(tmp_path, raw, url, external=True, lab_key=lab_key)
     raw, url = CASES[case]
-    files = render_case(tmp_path, raw, url)
+    return render_case(tmp_path, raw, url)
+
+
+@pytest.mark.parametrize("case", sorted([*CASES, *EXTERNAL_CASES]))
+def test_golden(tmp_path: Path, case: str) -> None:
+    files = golden_files(tmp_path, case)
     normalised = {rel: text.replace(str(tmp_path), LAB_PLACEHOLDER) for rel, text in files.items()}
     root = GOLDEN / case
     if UPDATE:
@@ -235,3 +287,46 @@ def test_etcdctl_api_reaches_login_shells_and_units(tmp_path: Path, api: int) ->
     assert written["/etc/systemd/system.conf.d/10-etcdctl-api.conf"].endswith(
         f"[Manager]\nDefaultEnvironment=ETCDCTL_API={api}\n"
     )
+
+
+def test_external_user_data_has_no_lab_gateway_key_or_emulation_tweaks(tmp_path: Path) -> None:
+    raw, _, _ = EXTERNAL_CASES["external-static"]
+    files = render_case(tmp_path, raw, None, external=True, lab_key=False)
+    assert sorted(files) == [f"nodes/core-0{i}/user-data" for i in (1, 2, 3)]
+    node = yaml.safe_load(files["nodes/core-02/user-data"])
+    assert node["ssh_authorized_keys"] == [USER_KEY]  # the user's key only
+    etcd2 = node["coreos"]["etcd2"]
+    assert etcd2["initial-cluster"] == (
+        "core-01=http://10.0.0.11:2380,core-02=http://10.0.0.12:2380,core-03=http://10.0.0.13:2380"
+    )
+    assert etcd2["advertise-client-urls"] == "http://10.0.0.12:2379,http://10.0.0.12:4001"
+    assert "heartbeat-interval" not in etcd2  # no TCG tweak on someone else's machines
+    assert node["coreos"]["fleet"]["public-ip"] == "10.0.0.12"
+    for text in files.values():
+        assert "192.168.58.1" not in text
+        assert "10.0.0.1:" not in text
+        assert validate(text) == [] or all("deprecated" in r.message for r in validate(text))
+
+
+def test_external_user_data_with_a_url_and_the_lab_key(tmp_path: Path) -> None:
+    raw, url, _ = EXTERNAL_CASES["external-url"]
+    files = render_case(tmp_path, raw, url, external=True, lab_key=True)
+    node = yaml.safe_load(files["nodes/core-01/user-data"])
+    assert node["coreos"]["etcd2"]["discovery"] == PUBLIC_URL
+    assert "initial-cluster" not in node["coreos"]["etcd2"]
+    assert node["ssh_authorized_keys"] == [PUBLIC_KEY, USER_KEY]
+
+
+def test_lab_nodes_authorize_the_users_keys_after_the_labs(tmp_path: Path) -> None:
+    files = render_case(tmp_path, {"num_instances": 1, "ssh_authorized_keys": [USER_KEY]}, None)
+    node = yaml.safe_load(files["nodes/core-01/user-data"])
+    assert node["ssh_authorized_keys"] == [PUBLIC_KEY, USER_KEY]
+
+
+def test_the_vagrantfile_runs_the_lab_that_rendered_it(tmp_path: Path) -> None:
+    vagrantfile = render_case(tmp_path, {"num_instances": 1}, TOKEN_URL)["Vagrantfile"]
+    assert 'RENDERED_LAB_COMMAND = ["/opt/lab/bin/lab"].freeze' in vagrantfile
+    assert f'LAB_HOME = lab_path("{tmp_path}")' in vagrantfile
+    assert "lab_hook('prepare', '--nodes', $num_instances.to_s)" in vagrantfile
+    assert "machine.ssh.verify_host_key = LabHostKeys.new(name)" in vagrantfile
+    assert "StrictHostKeyChecking=yes" in vagrantfile
