@@ -57,6 +57,7 @@ class Backends:
     banner: Callable[[str], str | None]  # the SSH banner at an address, None if silent
     prepare_host: Callable[[LabConfig], str]  # daemons, storage pool; a summary
     box: Callable[[LabConfig, Progress, Callable[[], LibvirtHost]], str]  # box ready in the pool
+    registry: Callable[[LabConfig], str]  # the host's image registry and the lab's relay
     check_cluster: ClusterCheck  # etcd healthy, a key round trip, fleet lists every node
 
 
@@ -66,7 +67,7 @@ def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
     from provisioner.hypervisor.libvirt import LibvirtHost
     from provisioner.hypervisor.vagrant import VagrantLab
     from provisioner.lifecycle.cluster import check_cluster
-    from provisioner.lifecycle.infra import prepare_box, prepare_host
+    from provisioner.lifecycle.infra import prepare_box, prepare_host, registry
 
     return Backends(
         open_host=lambda: LibvirtHost.open(uri),
@@ -75,5 +76,6 @@ def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
         banner=readiness.ssh_banner,
         prepare_host=prepare_host,
         box=prepare_box,
+        registry=registry,
         check_cluster=check_cluster,
     )
