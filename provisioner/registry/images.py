@@ -106,6 +106,11 @@ def inspect_archive(path: Path) -> Archive:
             if {"oci-layout", "index.json"} <= names:
                 index = _member_json(tar, _real_name(tar, "index.json"), path)
                 return _oci_archive(path, index)
+    except tarfile.ReadError as exc:
+        raise RegistryError(
+            f"{path}: not an image archive: not a tar file (plain, gzip, bzip2 or xz)",
+            hint=ARCHIVE_HINT,
+        ) from exc
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise RegistryError(f"{path}: not an image archive: {exc}", hint=ARCHIVE_HINT) from exc
     raise RegistryError(
@@ -397,8 +402,8 @@ class Images:
         plan = import_plan(archive, name)
         check_space(self.registry.data, path.stat().st_size, str(path))
         done = []
+        self.ensure()
         with service.lock(self.root, f"importing {path}"):
-            self.ensure()
             for source, image in plan:
                 skopeo_copy(source, image, self.registry, f"{path} as {image}")
                 done.append(image)
@@ -412,8 +417,8 @@ class Images:
         chosen = find_engine(engine)
         source, size = engine_image(chosen, source_name)
         check_space(self.registry.data, size, f"{chosen} image {source_name}")
+        self.ensure()
         with service.lock(self.root, f"pushing {source_name}"):
-            self.ensure()
             skopeo_copy(source, image, self.registry, f"{chosen} image {source_name} as {image}")
         return image, chosen
 
@@ -437,8 +442,11 @@ class Images:
         """The tags gone, and every blob no remaining tag needs freed."""
         images = [parse_reference(text) for text in names]
         registry = self.registry
+        self.ensure()
         with service.lock(self.root, "removing images"):
-            info = self.ensure()
+            info = registry.running()
+            if info is None:
+                raise RegistryError("the lab registry stopped", hint="`lab registry start`")
             missing = [str(image) for image in images if not exists(info.url, image)]
             if missing:
                 raise RegistryError(

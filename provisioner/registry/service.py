@@ -136,7 +136,7 @@ class Registry:
 
     @property
     def directory(self) -> Path:
-        return self.root / self.kind
+        return self.root.resolve() / self.kind  # as the command line names it
 
     @property
     def data(self) -> Path:
