@@ -276,3 +276,27 @@ def test_an_oci_archive_goes_in_under_its_own_name(tmp_path: Path, registry: Loo
     )
     assert registry.images.import_archive(oci) == [ImageName("lab-test/oci", "5")]
     assert marker_in_image(registry.url, "lab-test/oci", "5") == "oci"
+
+
+def test_doctor_checks_the_registry(
+    tmp_path: Path, registry: LoopRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner.doctor import check_registry
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "lab.yaml").write_text(f"registry: {{port: {registry.port}}}\n")
+    running = check_registry(lab)
+    assert running.ok
+    assert f"running at http://127.0.0.1:{registry.port}" in running.detail
+    host.stop(registry.root)
+    assert check_registry(lab).ok  # stopped, and lab up may start it
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(("127.0.0.1", registry.port))
+        squatter.listen()
+        taken = check_registry(lab)
+    assert not taken.ok
+    assert f"127.0.0.1:{registry.port} is taken" in taken.detail
+    assert "registry.port" in (taken.fix or "")
