@@ -75,7 +75,7 @@ def terminate(
     """SIGTERM, then SIGKILL; returns once ``alive(pid)`` is false. ``what`` names it."""
 
     def gone() -> bool:
-        if alive(pid):
+        if alive(pid) or cmdline(pid) == [b""]:  # an exiting process: its sockets still open
             raise NotReady(f"pid {pid} still runs")
         return True
 
@@ -117,6 +117,16 @@ def bind_error(host: str, port: int) -> OSError | None:
         except OSError as exc:
             return exc
     return None
+
+
+def wait_bindable(host: str, port: int, timeout: float = 10.0) -> OSError | None:
+    """:func:`bind_error` until the address is free or ``timeout`` passes: a process just
+    stopped may hold its socket a moment longer (a Go program's other threads outlive
+    its main one, which already shows as a zombie)."""
+    deadline = time.monotonic() + timeout
+    while (problem := bind_error(host, port)) is not None and time.monotonic() < deadline:
+        time.sleep(POLL)
+    return problem
 
 
 def log_tail(log_file: Path, lines: int = 3, summary: Callable[[str], str] = str) -> str:

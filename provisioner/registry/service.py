@@ -199,8 +199,8 @@ class Registry:
         binary = shutil.which(REGISTRY_BIN)
         if binary is None:
             raise RegistryError(f"{self.what} needs {REGISTRY_BIN}, not found", hint=INSTALL_HINT)
-        self.stop()  # strays without a pid file, or a readonly one being restarted
-        problem = background.bind_error(HOST, port)
+        stopped = self.stop()  # strays without a pid file, or a readonly one being restarted
+        problem = (background.wait_bindable if stopped else background.bind_error)(HOST, port)
         if problem is not None:
             raise port_error(self.what, HOST, port, problem)
         self.data.mkdir(parents=True, exist_ok=True)
@@ -382,8 +382,10 @@ class Relay:
             raise RegistryError(
                 f"lab {lab}: the registry relay needs {RELAY_BIN}, not found", hint=INSTALL_HINT
             )
-        self.stop()
-        problem = background.bind_error(self.host, self.port)
+        stopped = self.stop()
+        problem = (background.wait_bindable if stopped else background.bind_error)(
+            self.host, self.port
+        )
         if problem is not None:
             raise port_error(f"lab {lab}: the registry relay", self.host, self.port, problem)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
