@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner import background
 from provisioner.box.cache import dir_size
 from provisioner.config import REGISTRY_PORT, LabConfig
 from provisioner.errors import LabError
@@ -82,6 +84,12 @@ def for_lab(
     settings = config.registry
     if not settings.enabled:
         return "off (lab.yaml registry.enabled: false)"
+    problem = background.bind_error(config.gateway, 0)
+    if problem is not None and problem.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"skipped: the lab's gateway {config.gateway} is not an address of this host "
+            f"(libvirt at {config.libvirt_uri}), so no relay can listen there"
+        )
     base = root or service.registry_root()
     info, added = start(base, settings.port, upstream=settings.upstream, archives=archives)
     service.ensure_relay(base, config.gateway, settings.port, info.port, config.name)

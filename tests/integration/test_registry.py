@@ -300,3 +300,16 @@ def test_doctor_checks_the_registry(
     assert not taken.ok
     assert f"127.0.0.1:{registry.port} is taken" in taken.detail
     assert "registry.port" in (taken.fix or "")
+
+
+def test_lab_up_step_off_or_without_a_local_gateway(tmp_path: Path) -> None:
+    from provisioner.config import Overrides, build_config
+
+    root = tmp_path / "registry"
+    off = build_config({"registry": {"enabled": False}}, tmp_path, Overrides())
+    assert host.for_lab(off, root=root) == "off (lab.yaml registry.enabled: false)"
+    elsewhere = build_config({"subnet": "10.255.254.0/24"}, tmp_path, Overrides())
+    assert host.for_lab(elsewhere, root=root).startswith(
+        "skipped: the lab's gateway 10.255.254.1 is not an address of this host"
+    )
+    assert service.local(root).running() is None  # nothing was started for it
