@@ -57,6 +57,12 @@ ARCHIVE_HINT: Final = (
     "(`skopeo copy ... oci-archive:FILE.tar`)"
 )
 SPACE_HINT: Final = "free disk space there, or remove images with `lab image rm NAME`"
+COMPRESSED: Final = (
+    (b"\x1f\x8b", "gzip", "gzip"),
+    (b"BZh", "bzip2", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "zstd"),
+)
 OCI_REF_NAME: Final = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME: Final = "io.containerd.image.name"
 
@@ -97,8 +103,22 @@ def inspect_archive(path: Path) -> Archive:
     error naming the file."""
     if not path.is_file():
         raise RegistryError(f"{path}: no such file", hint=ARCHIVE_HINT)
+    with path.open("rb") as head:
+        magic = head.read(6)
+    for prefix, kind, tool in COMPRESSED:
+        if magic.startswith(prefix):
+            raise RegistryError(
+                f"{path}: a {kind}-compressed archive; skopeo reads plain tar archives only",
+                hint=f"decompress it first (`{tool} -dk {path}`) and import the .tar",
+            )
+    path = path.resolve()  # skopeo's source names it, whatever its working directory
+    if ":" in str(path):
+        raise RegistryError(
+            f"{path}: skopeo reads a ':' in an archive's path as the start of an image name",
+            hint="rename the file, or link it under a name without ':'",
+        )
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with tarfile.open(path, "r:") as tar:
             names = {member.name.removeprefix("./") for member in tar.getmembers()}
             if "manifest.json" in names:
                 manifest = _member_json(tar, _real_name(tar, "manifest.json"), path)
@@ -108,7 +128,7 @@ def inspect_archive(path: Path) -> Archive:
                 return _oci_archive(path, index)
     except tarfile.ReadError as exc:
         raise RegistryError(
-            f"{path}: not an image archive: not a tar file (plain, gzip, bzip2 or xz)",
+            f"{path}: not an image archive: not a tar file",
             hint=ARCHIVE_HINT,
         ) from exc
     except (tarfile.TarError, OSError, EOFError) as exc:

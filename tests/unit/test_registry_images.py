@@ -135,3 +135,16 @@ def test_the_registry_listens_on_loopback_only_with_deletes_on(tmp_path: Path) -
     cache = yaml.safe_load(registry_config(5001, tmp_path, upstream="https://registry-1.docker.io"))
     assert cache["proxy"] == {"remoteurl": "https://registry-1.docker.io"}
     assert cache["http"]["addr"] == "127.0.0.1:5001"
+
+
+def test_a_compressed_archive_says_how_to_decompress_it(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "image.tar.gz"
+    path.write_bytes(gzip.compress(docker_archive(tmp_path, "app:1").read_bytes()))
+    with pytest.raises(RegistryError) as caught:
+        inspect_archive(path)
+    assert caught.value.message == (
+        f"{path}: a gzip-compressed archive; skopeo reads plain tar archives only"
+    )
+    assert f"gzip -dk {path}" in (caught.value.hint or "")
