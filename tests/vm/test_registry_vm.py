@@ -122,7 +122,7 @@ def test_a_fleet_unit_pulls_from_the_lab_registry_and_again_where_it_moves(
 
     # the registry's own address works as an explicit name, and the box's busybox is there
     address = load_config(lab.directory).registry_address
-    explicit = fleet.exec(second, "docker", "pull", f"{address}/{name}")
+    explicit = fleet.exec(second, "docker", "pull", f"{address}/library/{name}")
     assert explicit.returncode == 0, explicit.stderr
     busybox = fleet.exec(second, "docker", "pull", "busybox")
     assert busybox.returncode == 0, busybox.stderr
