@@ -341,6 +341,145 @@ def box_list() -> None:
     show_list()
 
 
+# --- images ---------------------------------------------------------------------
+
+
+def _registry_settings(ctx: Context) -> Any:
+    """lab.yaml's ``registry`` in the lab directory (defaults anywhere else)."""
+    from provisioner.config import load_config
+
+    return load_config(ctx.directory).registry
+
+
+def _mb(size: int | None) -> str:
+    return "-" if size is None else f"{size / 1e6:.1f} MB"
+
+
+@main.group()
+def registry() -> None:
+    """The host's image registry the labs pull from (one per host, kept across labs)."""
+
+
+@registry.command("start")
+@click.option("--port", type=int, help="Port on 127.0.0.1 (default: lab.yaml registry.port).")
+@pass_context
+@handle_errors
+def registry_start(ctx: Context, port: int | None) -> None:
+    """Start the registry (and lab.yaml's pull-through cache); put the box's busybox in it."""
+    from provisioner.box.build import docker_archives
+    from provisioner.config import load_config
+    from provisioner.registry.host import start as do_start
+
+    config = load_config(ctx.directory)
+    info, added = do_start(
+        port=port or config.registry.port,
+        upstream=config.registry.upstream,
+        archives=docker_archives(config.box),
+    )
+    click.echo(f"registry at {info.url} (pid {info.pid})")
+    for image in added:
+        click.echo(f"added {image}")
+
+
+@registry.command("stop")
+@handle_errors
+def registry_stop() -> None:
+    """Stop the registry and its cache; the images stay, `lab up` starts it again."""
+    from provisioner.registry.host import stop as do_stop
+
+    stopped = do_stop()
+    click.echo("stopped " + " and ".join(stopped) if stopped else "the registry was not running")
+
+
+@registry.command("status")
+@handle_errors
+def registry_status() -> None:
+    """Where the registry runs, each lab's relay, and the disk its images take."""
+    from provisioner.registry.host import status as get_status
+
+    found = get_status()
+    local, cache = found.local, found.cache
+    click.echo(
+        f"registry: {f'{local.url} (pid {local.pid})' if local else 'not running'}; "
+        f"{_mb(found.disk_bytes)} in {found.root / 'local' / 'data'}"
+    )
+    if cache is not None or found.cache_bytes:
+        where = f"{cache.url} (pid {cache.pid}) of {cache.upstream}" if cache else "not running"
+        click.echo(f"cache: {where}; {_mb(found.cache_bytes)} in {found.root / 'cache' / 'data'}")
+    for relay, target in found.relays:
+        state = f"-> 127.0.0.1:{target}" if target else "not running"
+        click.echo(f"relay: {relay.host}:{relay.port} {state}")
+    if local is None:
+        sys.exit(3)  # as `systemctl status` of a stopped service
+
+
+@main.group()
+def image() -> None:
+    """Images in the lab registry: what guests pull as `docker pull NAME`."""
+
+
+def _images(ctx: Context) -> Any:
+    from provisioner.registry.images import Images
+    from provisioner.registry.service import registry_root
+
+    return Images(registry_root(), _registry_settings(ctx).port)
+
+
+@image.command("import")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="NAME[:TAG] for an archive of one image (default: its own name).")
+@pass_context
+@handle_errors
+def image_import(ctx: Context, archive: Path, name: str | None) -> None:
+    """Import a `docker save` or OCI archive into the registry."""
+    for done in _images(ctx).import_archive(archive, name):
+        click.echo(f"imported {done} ({done.repository}:{done.tag})")
+
+
+@image.command("push")
+@click.argument("source")
+@click.option("--name", help="NAME[:TAG] in the registry (default: SOURCE's name).")
+@click.option(
+    "--from", "engine", type=click.Choice(["docker", "podman"]), help="Default: whichever works."
+)
+@pass_context
+@handle_errors
+def image_push(ctx: Context, source: str, name: str | None, engine: str | None) -> None:
+    """Copy an image of the host's docker or podman into the registry."""
+    done, used = _images(ctx).push(source, name, engine)
+    click.echo(f"pushed {done} from {used} ({done.repository}:{done.tag})")
+
+
+@image.command("ls")
+@pass_context
+@handle_errors
+def image_ls(ctx: Context) -> None:
+    """The images in the registry, as guests name them."""
+    from provisioner.progress import short_id, summary_table, table_console
+
+    images = _images(ctx)
+    console = table_console()
+    rows = [
+        (row.name.familiar, row.name.repository, short_id(row.digest, console, 19), _mb(row.size))
+        for row in images.rows()
+    ]
+    console.print(summary_table(("name", "stored as", "digest", "size"), rows))
+    click.echo(f"{len(rows)} image(s), {_mb(images.disk_use())} on disk", err=True)
+
+
+@image.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@pass_context
+@handle_errors
+def image_rm(ctx: Context, names: tuple[str, ...]) -> None:
+    """Remove images from the registry and free the disk only they used."""
+    images = _images(ctx)
+    before = images.disk_use()
+    for done in images.remove(names):
+        click.echo(f"removed {done}")
+    click.echo(f"freed {_mb(max(0, before - images.disk_use()))}", err=True)
+
+
 # --- the lab's life -----------------------------------------------------------
 
 accel_option = click.option(

@@ -41,6 +41,8 @@ DISCOVERY_MODES = ("local", "public", "static")
 ROLES = ("core", "worker")
 UPDATE_CHANNELS = ("stable", "beta", "alpha")
 FLANNEL_BACKENDS = ("vxlan", "host-gw", "udp")  # what the box's flanneld carries
+REGISTRY_PORT = 5000  # the image registry on 127.0.0.1 and on each lab's gateway
+DISCOVERY_PORT = 8087  # the discovery service on the gateway (discovery_modes.LOCAL_PORT)
 
 Role = Literal["core", "worker"]
 ETCDCTL_APIS = (2, 3)
@@ -61,6 +63,23 @@ class FlannelConfig:
     enabled: bool = True
     network: str = "10.1.0.0/16"
     backend: str = "vxlan"
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """``registry``: the host's image registry as the guests see it on the lab's gateway.
+
+    ``port`` is where the guests reach it (``GATEWAY:port``); with ``upstream`` a
+    pull-through cache of that registry answers at ``GATEWAY:port+1``, docker's
+    second mirror."""
+
+    enabled: bool = True
+    port: int = REGISTRY_PORT
+    upstream: str | None = None
+
+    @property
+    def cache_port(self) -> int:
+        return self.port + 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class LabConfig:
     # the user's own keys, authorized for core on every node beside (or instead of) lab's
     ssh_authorized_keys: tuple[str, ...] = ()
     libvirt_uri: str = DEFAULT_LIBVIRT_URI  # the hypervisor: this host or another one
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     source: Path | None = None  # the lab.yaml this came from, if any
 
     @property
@@ -125,6 +145,11 @@ class LabConfig:
     def gateway(self) -> str:
         """The host's address on the lab network."""
         return str(self.network.network_address + 1)
+
+    @property
+    def registry_address(self) -> str:
+        """``GATEWAY:PORT``: the lab registry as the guests name it."""
+        return f"{self.gateway}:{self.registry.port}"
 
     @property
     def members(self) -> tuple[NodeSpec, ...]:
@@ -255,6 +280,7 @@ _TOP_KEYS: dict[str, str] = {
     "etcdctl_api": "int",
     "agent_ttl": "str",
     "flannel": "mapping",
+    "registry": "mapping",
     "cloud_config": "list",
     "libvirt_uri": "str",
     "metadata": "metadata",
@@ -268,6 +294,7 @@ _NODE_KEYS: dict[str, str] = {
     "ip": "str",
 }
 _FLANNEL_KEYS: dict[str, str] = {"enabled": "bool", "network": "str", "backend": "str"}
+_REGISTRY_KEYS: dict[str, str] = {"enabled": "bool", "port": "int", "upstream": "str?"}
 
 _DEFAULTS: dict[str, Any] = {
     "num_instances": 3,
@@ -312,9 +339,13 @@ class _Loader:
             "mapping": isinstance(value, dict),
             "list": isinstance(value, list),
             "metadata": isinstance(value, dict | str),
+            "str?": value is None or isinstance(value, str),
         }[kind]
         if not ok:
-            want = "a mapping or a 'key=value,key=value' string" if kind == "metadata" else kind
+            want = {
+                "metadata": "a mapping or a 'key=value,key=value' string",
+                "str?": "a string or null",
+            }.get(kind, kind)
             raise self.fail(key, f"wrong type: expected {want}, got {type(value).__name__}")
 
     def metadata(self, key: str, value: Any) -> tuple[tuple[str, str], ...]:
@@ -451,6 +482,7 @@ def build_config(
         raise loader.fail("agent_ttl", f"invalid duration {merged['agent_ttl']!r}", "e.g. 30s")
 
     flannel = _flannel(loader, merged.get("flannel") or {}, subnet)
+    registry = _registry(loader, merged.get("registry") or {})
 
     common_fragments = loader.paths("cloud_config", merged.get("cloud_config") or [], base)
     default_meta = loader.metadata("metadata", merged.get("metadata") or {})
@@ -477,6 +509,7 @@ def build_config(
         cloud_config=common_fragments,
         nodes=nodes,
         libvirt_uri=_libvirt_uri(loader, merged.get("libvirt_uri")),
+        registry=registry,
         source=source,
         ssh_authorized_keys=authorized,
     )
@@ -563,6 +596,36 @@ def _flannel(
             f"one of: {', '.join(FLANNEL_BACKENDS)}",
         )
     return flannel
+
+
+def _registry(loader: _Loader, raw: Mapping[str, Any]) -> RegistryConfig:
+    """lab.yaml's ``registry``: a port (and the cache's, one above) that is not the
+    discovery service's on the same gateway, and an upstream that is an http(s) URL."""
+    loader.check_keys(raw, _REGISTRY_KEYS, "registry.")
+    registry = RegistryConfig(**raw)
+    last = registry.cache_port if registry.upstream else registry.port
+    if registry.port < 1024 or last > 65535:
+        raise loader.fail(
+            "registry.port",
+            f"port {registry.port} is out of range",
+            f"a port from 1024 to {65535 if not registry.upstream else 65534} "
+            f"(default {REGISTRY_PORT})",
+        )
+    if registry.port <= DISCOVERY_PORT <= last:
+        raise loader.fail(
+            "registry.port",
+            f"port {DISCOVERY_PORT} is the discovery service's on the lab's gateway",
+            f"choose another port, e.g. {REGISTRY_PORT}",
+        )
+    if registry.upstream is not None and not re.match(
+        r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$", registry.upstream
+    ):
+        raise loader.fail(
+            "registry.upstream",
+            f"{registry.upstream!r} is not a registry URL",
+            "e.g. https://registry-1.docker.io (Docker Hub), or null for no pull-through cache",
+        )
+    return registry
 
 
 def _libvirt_uri(loader: _Loader, value: str | None) -> str:

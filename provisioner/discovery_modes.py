@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import secrets
 
-from provisioner.config import LabConfig
+from provisioner.config import DISCOVERY_PORT, LabConfig
 from provisioner.errors import DiscoveryError
 from provisioner.state import DiscoveryRecord
 
 # The discovery service's port and token URL form (discovery.protocol's DEFAULT_PORT
 # and token_url), spelled out so rendering does not import the service.
-LOCAL_PORT = 8087
+LOCAL_PORT = DISCOVERY_PORT
 REGISTRY_PATH = "/v2/keys/_etcd/registry/"
 PUBLIC_SERVICE = "https://discovery.etcd.io"
 

@@ -87,6 +87,42 @@ def check_pool(fix: bool) -> CheckResult:
     return CheckResult("storage pool", True, detail)
 
 
+def check_registry(directory: Path) -> CheckResult:
+    """The host's image registry: its tools, and running or free to start on its port."""
+    from provisioner import background
+    from provisioner.config import load_config
+    from provisioner.registry.host import missing_tools, status
+    from provisioner.registry.service import PORT_HINT
+
+    name = "image registry"
+    missing = missing_tools()
+    if missing:
+        return CheckResult(
+            name, False, f"{', '.join(missing)} not found", f"{APT} docker-registry skopeo socat"
+        )
+    try:
+        settings = load_config(directory).registry
+    except LabError as exc:
+        return CheckResult(name, False, exc.message, exc.hint)
+    if not settings.enabled:
+        return CheckResult(name, True, "off in lab.yaml (registry.enabled: false)")
+    found = status()
+    images = f"{found.disk_bytes / 1e6:.0f} MB of images in {found.root / 'local' / 'data'}"
+    if found.local is not None:
+        return CheckResult(name, True, f"running at {found.local.url}; {images}")
+    problem = background.bind_error("127.0.0.1", settings.port)
+    if problem is not None:
+        return CheckResult(
+            name,
+            False,
+            f"not running, and 127.0.0.1:{settings.port} is taken: {problem.strerror}",
+            PORT_HINT,
+        )
+    return CheckResult(
+        name, True, f"not running; `lab up` starts it on 127.0.0.1:{settings.port}; {images}"
+    )
+
+
 def run_checks(directory: Path, *, fix: bool) -> list[CheckResult]:
     checks: list[Callable[[], CheckResult]] = [
         lambda: check_command("qemu", "qemu-system-x86_64", "qemu-system-x86"),
@@ -99,6 +135,7 @@ def run_checks(directory: Path, *, fix: bool) -> list[CheckResult]:
         lambda: check_command("vagrant", "vagrant", "vagrant"),
         check_vagrant_libvirt,
         lambda: check_disk(directory),
+        lambda: check_registry(directory),
         check_accel,
     ]
     return [check() for check in checks]

@@ -81,3 +81,7 @@ class RemoteError(LabError):
 
 class HostKeyError(RemoteError):
     """A guest presented a host key that is not the one pinned for it."""
+
+
+class RegistryError(LabError):
+    """The image registry, its relays or an image copy failed; names the image or file."""

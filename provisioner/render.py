@@ -210,6 +210,41 @@ def etcdctl_api_files(config: LabConfig) -> list[dict[str, str]]:
     ]
 
 
+DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def registry_mirrors(config: LabConfig) -> list[str]:
+    """The lab registry at the gateway, then (with an upstream) its pull-through cache:
+    docker tries the mirrors in order for Docker Hub names, then Docker Hub itself."""
+    if not config.registry.enabled:
+        return []
+    mirrors = [config.registry_address]
+    if config.registry.upstream:
+        mirrors.append(f"{config.gateway}:{config.registry.cache_port}")
+    return mirrors
+
+
+def docker_daemon_files(config: LabConfig) -> list[dict[str, str]]:
+    """docker's ``daemon.json`` on a guest: the lab registry as Docker Hub's mirror (so
+    ``docker pull mongo:7`` is answered from ``library/mongo:7`` there) and as an
+    insecure (plain http) registry, so ``GATEWAY:PORT/NAME`` works too. Written before
+    docker first starts (docker.socket starts it on first use)."""
+    mirrors = registry_mirrors(config)
+    if not mirrors:
+        return []
+    daemon = {
+        "registry-mirrors": [f"http://{address}" for address in mirrors],
+        "insecure-registries": mirrors,
+    }
+    return [
+        {
+            "path": DOCKER_DAEMON_JSON,
+            "permissions": "0644",
+            "content": json.dumps(daemon, indent=2) + "\n",
+        }
+    ]
+
+
 def render_user_data(
     config: LabConfig,
     node: NodeSpec,
@@ -241,7 +276,12 @@ def render_user_data(
         # and a commit can take longer than fleet's default 1 s request timeout
         "fleet_etcd_request_timeout": 5.0 if slow else None,
         "extra_units": [unit for f in chosen for unit in f.units],
-        "write_files": [*etcdctl_api_files(config), *(e for f in chosen for e in f.write_files)],
+        "write_files": [
+            *etcdctl_api_files(config),
+            # the lab registry lives at the lab's gateway, which an external machine lacks
+            *([] if inputs.external else docker_daemon_files(config)),
+            *(e for f in chosen for e in f.write_files),
+        ],
     }
     return env.get_template(USER_DATA_TEMPLATE).render(context)
 

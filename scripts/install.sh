@@ -24,6 +24,10 @@ PACKAGES=(
   openssh-server openssh-client
   # network faults (lab partition, lab netem): nft and tc on the host
   nftables iproute2
+  # the image registry labs pull from (lab registry, lab image): the CNCF distribution
+  # registry, skopeo for copies, socat for each lab's relay on its gateway; podman to push
+  # from (and for the registry tests' push), busybox for the images tests and benchmarks build
+  docker-registry skopeo socat podman busybox-static
 )
 
 missing=()
@@ -38,6 +42,17 @@ fi
 # Debian's etcd-server starts a host etcd on 2379 where systemd runs; lab does not need it.
 if [ -d /run/systemd/system ] && systemctl is-active --quiet etcd 2>/dev/null; then
   $SUDO systemctl disable --now etcd || true
+fi
+# Debian's docker-registry starts its own registry on :5000, every address, where systemd
+# runs (its init script elsewhere); lab runs the registry itself, on loopback and gateways.
+if [ -d /run/systemd/system ]; then
+  if systemctl is-enabled --quiet docker-registry 2>/dev/null \
+    || systemctl is-active --quiet docker-registry 2>/dev/null; then
+    $SUDO systemctl disable --now docker-registry || true
+  fi
+elif [ -x /etc/init.d/docker-registry ]; then
+  $SUDO /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+  $SUDO update-rc.d docker-registry disable >/dev/null 2>&1 || true
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -187,6 +187,10 @@ class Fakes:
             assert sorted(machine_ids) == [n.name for n in config.nodes]
             return f"etcd {len(runners)}/{len(runners)}"
 
+        def registry(config: LabConfig) -> str:
+            self.calls.append("registry")
+            return "registry off in this test"
+
         pool_dir = self.config.directory.parent / "pool"
         pool_dir.mkdir(exist_ok=True)
         return Backends(
@@ -196,6 +200,7 @@ class Fakes:
             banner=lambda ip, timeout: "SSH-2.0-OpenSSH_9.2p1",
             prepare_host=prepare_host,
             box=box,
+            registry=registry,
             check_cluster=check_cluster,
         )
 

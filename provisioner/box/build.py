@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provisioner.box import guest, image, package, rootfs
+from provisioner.box import dockerimage, guest, image, package, rootfs
 from provisioner.box.buildlog import BuildLog, Reporter, null_reporter
 from provisioner.box.cache import (
     CachePaths,
@@ -406,3 +406,20 @@ def _prune(paths: CachePaths, recipe_name: str, keep: Path) -> None:
         trees.sort(key=lambda d: (d / "done").stat().st_mtime, reverse=True)
         for old_tree in trees[1:]:
             remove_tree(old_tree)
+
+
+def docker_archives(name: str, cache: Path | None = None) -> list[tuple[str, Path]]:
+    """The box's docker images (``busybox:latest``) as the ``docker save`` tarballs its
+    build left in the cached tree, ``(reference, path)``; those not on this host (a box
+    fetched by URL, or a tree the cache let go) are left out."""
+    recipe = find_recipe(name)
+    if recipe.kind != "debootstrap":
+        return []
+    root = CachePaths(cache or cache_root()).rootfs_dir(recipe.name, rootfs_key(recipe)) / "root"
+    found = []
+    for docker_image in recipe.docker_images:
+        stem = dockerimage.tar_file_name(docker_image.name, docker_image.tag)
+        path = rootfs.inside(root, f"{rootfs.DOCKER_IMAGES_DIR}/{stem}.tar")
+        if path.is_file():
+            found.append((docker_image.reference, path))
+    return found

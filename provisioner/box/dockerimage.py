@@ -13,10 +13,11 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 _APPLET_RE = re.compile(r"^[\w.+\[\]-]+(/[\w.+\[\]-]+)*$")
 EPOCH = "1970-01-01T00:00:00Z"
@@ -159,6 +160,73 @@ def busybox_image(
         layer_diff_id=diff_id,
         reference=reference,
     )
+
+
+def files_layer(files: Mapping[str, bytes], mode: int = 0o644) -> bytes:
+    """A layer of regular files (and their parent directories) at the given paths."""
+    dirs = sorted({str(p) for path in files for p in PurePosixPath(path).parents if str(p) != "."})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in dirs:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            _add(tar, info)
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            info.size = len(files[name])
+            _add(tar, info, files[name])
+    return buffer.getvalue()
+
+
+def image_archive(
+    layers: Sequence[bytes], reference: str, description: str, cmd: Sequence[str] = ("sh",)
+) -> bytes:
+    """A ``docker save`` archive of one image of several layers (bottom first), tagged
+    ``reference``: what ``docker load``, ``podman load`` and ``skopeo`` read. For images
+    made by tests and benchmarks from the busybox layer plus layers of their own."""
+    diff_ids = [f"sha256:{hashlib.sha256(layer).hexdigest()}" for layer in layers]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": EPOCH,
+        "config": {"Env": [PATH_ENV], "Cmd": list(cmd)},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": EPOCH, "created_by": description} for _ in layers],
+    }
+    config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+    paths = [f"{diff_id.removeprefix('sha256:')}/layer.tar" for diff_id in diff_ids]
+    manifest = [{"Config": config_name, "RepoTags": [reference], "Layers": paths}]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, layer in zip(paths, layers, strict=True):
+            info = tarfile.TarInfo(path.split("/")[0])
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            _add(tar, info)
+            info = tarfile.TarInfo(path)
+            info.mode = 0o644
+            info.size = len(layer)
+            _add(tar, info, layer)
+        for name, data in (
+            (config_name, config_bytes),
+            ("manifest.json", json.dumps(manifest, sort_keys=True).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.mode = 0o644
+            info.size = len(data)
+            _add(tar, info, data)
+    return buffer.getvalue()
+
+
+def host_busybox_layer(busybox: str = "/bin/busybox") -> bytes:
+    """The box's busybox layer made from this host's busybox (Debian's busybox-static)."""
+    listing = subprocess.run(
+        [busybox, "--list-full"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    return layer_tar(Path(busybox).read_bytes(), parse_applets(listing))
 
 
 def tar_file_name(name: str, tag: str) -> str:

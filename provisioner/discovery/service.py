@@ -20,13 +20,11 @@ running without one, are found that way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,10 +34,10 @@ from types import FrameType, TracebackType
 from typing import Final
 from urllib.parse import urlsplit
 
+from provisioner import background
 from provisioner.discovery.client import check_health, delete_token, ensure_registry, list_tokens
 from provisioner.discovery.protocol import base_url, http_url
-from provisioner.errors import DiscoveryError, NotReady, WaitTimeout
-from provisioner.waits import wait_for
+from provisioner.errors import DiscoveryError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,6 @@ LOG_FILE: Final = "etcd.log"
 PEER: Final = "unix://peer.sock:2380"  # a socket file in the service directory
 NAME: Final = "lab-discovery"
 INSTALL_HINT: Final = "install etcd 3.4 with `apt-get install etcd-server`"
-_POLL: Final = 0.1
 
 # Detached etcds this process started, kept so they are not reported as leaked.
 _detached: list[subprocess.Popen[bytes]] = []
@@ -64,11 +61,7 @@ class DaemonInfo:
 
 def state_root(environ: dict[str, str] | None = None) -> Path:
     """Where every discovery service of this host keeps its directory."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or str(
-        Path(env.get("HOME", str(Path.home()))) / ".local" / "state"
-    )
-    return Path(base) / "lab" / "discovery"
+    return background.state_home(environ) / "discovery"
 
 
 def service_dir(host: str, port: int, root: Path | None = None) -> Path:
@@ -113,18 +106,7 @@ def _write_pidfile(directory: Path, info: DaemonInfo) -> None:
 
 
 def _cmdline(pid: int) -> list[bytes] | None:
-    """The arguments of a live process; None if it is gone (a zombie child of ours is reaped)."""
-    proc = Path("/proc") / str(pid)
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        argv = (proc / "cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return None
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return None
-    return argv
+    return background.cmdline(pid)
 
 
 def _is_ours(argv: list[bytes], directory: Path) -> bool:
@@ -149,13 +131,9 @@ def is_running(pid: int, directory: Path) -> bool:
 def running_pids(directory: Path) -> list[int]:
     """Every live etcd using ``directory``'s data, the pid file's first."""
     recorded = read_pidfile(directory)
-    pids = [recorded.pid] if recorded is not None and is_running(recorded.pid, directory) else []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) not in pids:
-            argv = _cmdline(int(entry.name))
-            if argv is not None and _is_ours(argv, directory):
-                pids.append(int(entry.name))
-    return pids
+    return background.find_pids(
+        lambda argv: _is_ours(argv, directory), recorded.pid if recorded else None
+    )
 
 
 def _summary(line: str) -> str:
@@ -170,11 +148,7 @@ def _summary(line: str) -> str:
 
 
 def _log_tail(log_file: Path, lines: int = 3) -> str:
-    try:
-        text = log_file.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return " | ".join(_summary(line) for line in text.strip().splitlines()[-lines:])
+    return background.log_tail(log_file, lines, _summary)
 
 
 class DiscoveryServer:
@@ -246,17 +220,13 @@ class DiscoveryServer:
     def _check_port(self) -> None:
         """Fail clearly when the address is taken (else /health could answer from its holder)."""
         host, port = self.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as etcd binds
-            try:
-                probe.bind((host, port))
-            except OSError as exc:
-                raise DiscoveryError(
-                    f"the discovery service cannot listen on {host}:{port}: {exc.strerror}",
-                    hint="another process holds that port (see `ss -ltnp`); stop it or "
-                    "choose another address with --listen",
-                ) from exc
+        exc = background.bind_error(host, port)
+        if exc is not None:
+            raise DiscoveryError(
+                f"the discovery service cannot listen on {host}:{port}: {exc.strerror}",
+                hint="another process holds that port (see `ss -ltnp`); stop it or "
+                "choose another address with --listen",
+            ) from exc
 
     def _wait_ready(self) -> None:
         assert self.process is not None
@@ -270,7 +240,7 @@ class DiscoveryServer:
                     f"the discovery etcd did not answer {self.url}/health within {self.timeout:g}s",
                     hint=f"see {self.log_file}",
                 )
-            time.sleep(_POLL)
+            time.sleep(background.POLL)
         ensure_registry(self.url)
 
     def _exit_error(self, status: int) -> DiscoveryError:
@@ -331,23 +301,7 @@ def _remove_pidfile(directory: Path, pid: int) -> None:
 
 def _terminate(pid: int, alive: Callable[[int], bool], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL; returns once ``alive(pid)`` is false."""
-
-    def gone() -> bool:
-        if alive(pid):
-            raise NotReady(f"pid {pid} still runs")
-        return True
-
-    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        with contextlib.suppress(WaitTimeout):
-            wait_for("discovery", f"pid {pid} to exit", time.monotonic() + grace, gone,
-                     interval=_POLL)  # fmt: skip
-            return
-    raise DiscoveryError(
-        f"discovery etcd pid {pid} did not exit after SIGTERM and SIGKILL",
-        hint=f"check the process with `ps -p {pid}`",
-    )
+    background.terminate(pid, alive, "discovery etcd", error=DiscoveryError, timeout=timeout)
 
 
 def ensure_running(
@@ -379,7 +333,7 @@ def ensure_running(
                     hint=f"see {directory / LOG_FILE}; stop it with "
                     f"`lab discovery stop --state-dir {directory}`",
                 )
-            time.sleep(_POLL)
+            time.sleep(background.POLL)
         log.info("reusing discovery etcd pid %d at %s", running[0], url)
         return url
     DiscoveryServer((host, port), directory, timeout=timeout, detached=True).start()

@@ -58,6 +58,7 @@ class Backends:
     banner: Callable[[str, float], str | None]
     prepare_host: Callable[[LabConfig], str]  # daemons, storage pool; a summary
     box: Callable[[LabConfig, Progress, Callable[[], LibvirtHost]], str]  # box ready in the pool
+    registry: Callable[[LabConfig], str]  # the host's image registry and the lab's relay
     check_cluster: ClusterCheck  # etcd healthy, a key round trip, fleet lists every node
 
 
@@ -67,7 +68,7 @@ def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
     from provisioner.hypervisor.libvirt import LibvirtHost
     from provisioner.hypervisor.vagrant import VagrantLab
     from provisioner.lifecycle.cluster import check_cluster
-    from provisioner.lifecycle.infra import prepare_box, prepare_host
+    from provisioner.lifecycle.infra import prepare_box, prepare_host, registry
 
     return Backends(
         open_host=lambda: LibvirtHost.open(uri),
@@ -78,5 +79,6 @@ def default_backends(uri: str = DEFAULT_LIBVIRT_URI) -> Backends:
         ),
         prepare_host=prepare_host,
         box=prepare_box,
+        registry=registry,
         check_cluster=check_cluster,
     )

@@ -1,4 +1,4 @@
-"""The infrastructure steps of ``lab up``: host, box, network, discovery, drives.
+"""The infrastructure steps of ``lab up``: host, box, network, discovery, registry, drives.
 
 Each returns the one-line detail its progress row shows and is idempotent: run
 again after an interruption, it finds what the last run made.
@@ -125,6 +125,16 @@ def discovery(config: LabConfig, state: LabState) -> str:
     ensure_running(config.gateway, int(urllib.parse.urlsplit(record.url).port or 80), timeout=30)
     create_token(record.url, record.size)
     return record.url
+
+
+def registry(config: LabConfig) -> str:
+    """The host's image registry running (kept across labs), the box's busybox in it, and
+    the lab's relay on its gateway (see provisioner/registry/service.py)."""
+    from provisioner.box.build import docker_archives
+    from provisioner.registry.host import for_lab
+
+    archives = docker_archives(config.box) if config.registry.enabled else []
+    return for_lab(config, archives)
 
 
 def drives(

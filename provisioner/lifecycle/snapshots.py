@@ -173,6 +173,7 @@ def restore(
                 hint="those nodes were added after it was taken; take a new snapshot",
             )
         domains = _domains(config)
+        backends.registry(config)  # the registry the guests pull from, should it be stopped
         started = time.monotonic()
         progress.update(LAB, "restore", "running", f"reverting {len(domains)} nodes")
         try:

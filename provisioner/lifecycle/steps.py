@@ -1,7 +1,7 @@
 """``lab up`` as named steps with state on disk.
 
-``up`` runs render -> host -> box -> network -> discovery -> drives -> boot ->
-nodes -> cluster. Each step is idempotent and recorded in ``.lab/state.json``
+``up`` runs render -> host -> box -> network -> discovery -> registry -> drives ->
+boot -> nodes -> cluster. Each step is idempotent and recorded in ``.lab/state.json``
 after it ends, so an interrupted ``up`` resumes and ``destroy`` finds
 everything; libvirt objects carry the lab's name so they are found even
 without the state file. The node waits start with the boot and run while
@@ -35,7 +35,18 @@ from provisioner.state import LabState, StateFile
 
 BOOT_TIMEOUT = 1800.0  # vagrant up of every node, including a first box upload
 
-PHASES = ("render", "host", "box", "network", "discovery", "drives", "boot", "nodes", "cluster")
+PHASES = (
+    "render",
+    "host",
+    "box",
+    "network",
+    "discovery",
+    "registry",
+    "drives",
+    "boot",
+    "nodes",
+    "cluster",
+)
 
 NodeOutcome = NodeFacts | BaseException
 
@@ -103,6 +114,7 @@ class Run:
                 ),
             ),
             ("discovery", lambda: infra.discovery(config, self.state)),
+            ("registry", lambda: backends.registry(config)),
             ("drives", lambda: infra.drives(config, backends.open_host)),
             ("boot", self.boot),
             ("nodes", self.nodes),
@@ -281,6 +293,7 @@ def up(
         run = Run(config, progress, accel, backends)
         if "cluster" in run.state.phases and _all_running(run):
             _check_same_shape(config, run.state)
+            run.backends.registry(config)  # started again if it was stopped since
             return UpResult(True, _reports(run), {}, run.accel.accel)
         phase = PHASES[0]
         try:

@@ -109,13 +109,14 @@ class DestroyResult:
 
 
 def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResult:
-    """Remove the lab's domains, volumes, network, discovery token and state.
+    """Remove the lab's domains, volumes, network, discovery token, registry relays and state.
 
     Works from libvirt's view (everything carries the lab's name), so it also
     cleans up after an interrupted ``up`` or a lost state file. The shared box
     stays. The user's lab.yaml and fragments are never touched.
     """
     from provisioner.discovery import release_token, stop_legacy_daemon
+    from provisioner.registry.host import release_lab
 
     open_host = (backends or default_backends(config.libvirt_uri)).open_host
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
@@ -124,6 +125,7 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
         if state.discovery and state.discovery.mode == "local":
             token_deleted = release_token(state.discovery.url)
         stop_legacy_daemon(config.state_dir / DISCOVERY_STATE)
+        release_lab(config)  # the relays on its gateway; the host's registry and images stay
         sync_consoles(config, open_host)  # the console volumes go with the lab; logs stay
         with file_lock(host_lock_path(), "libvirt networks"), open_host() as host:
             clear_for_destroy(config, host)  # partitions and netem, while the taps exist

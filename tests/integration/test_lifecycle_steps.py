@@ -61,7 +61,7 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     with pytest.raises(KeyboardInterrupt):
         up(config, progress(), accel="tcg", backends=fakes.backends())
     state = load_state(config.state_dir)
-    assert state.phases == ("render", "host", "box", "network", "discovery", "drives")
+    assert state.phases == ("render", "host", "box", "network", "discovery", "registry", "drives")
     with LibvirtHost.open(TEST_URI) as host:
         assert host.find_network(network_name(config.name)) is not None
         assert host.lab_objects(config.name).domains == ()
@@ -84,7 +84,7 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     assert "network" in result.phase_seconds
     assert "(exists, isolated)" in out.getvalue()
     assert fakes.vagrant.ups == 2
-    assert fakes.calls == ["host", "box", "host", "box", "cluster"]
+    assert fakes.calls == ["host", "box", "registry", "host", "box", "registry", "cluster"]
     assert [r.system_state for r in result.nodes] == ["running"] * 3
     state = load_state(config.state_dir)
     assert state.phases[-1] == "cluster"
@@ -104,7 +104,10 @@ def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     again = up(config, progress(), accel="tcg", backends=fakes.backends())
     assert again.already_up
     assert fakes.vagrant.ups == 2
-    assert fakes.calls == ["host", "box", "host", "box", "cluster"]
+    assert fakes.calls == [
+        *("host", "box", "registry", "host", "box", "registry", "cluster"),
+        "registry",  # started again, were it stopped
+    ]
     assert [r.machine_id for r in again.nodes] == [r.machine_id for r in result.nodes]
 
 
@@ -194,7 +197,7 @@ def test_a_snapshot_holds_every_node_and_brings_them_back_together(config: LabCo
     restored = snapshots.restore(config, "clean", progress(), backends)
     with LibvirtHost.open(TEST_URI) as host:
         assert [host.state(d) for d in domains] == [DomainState.RUNNING] * 3
-    assert fakes.calls == ["cluster"]
+    assert fakes.calls == ["registry", "cluster"]
     assert restored.detail == "etcd 3/3"
     for name in ("core-01", "core-02", "core-03"):  # each guest's clock set to the host's
         assert any(c[:4] == ("sudo", "date", "-u", "-s") for c in fakes.runners[name].commands)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -83,6 +84,13 @@ CASES: dict[str, tuple[dict[str, object], str | None]] = {
             "forwarded_ports": {80: 8080, 443: 8443},
             "update_channel": "beta",
             "ssh_authorized_keys": [USER_KEY],
+        },
+        TOKEN_URL,
+    ),
+    "registry-cache": (
+        {
+            "num_instances": 1,
+            "registry": {"port": 5100, "upstream": "https://registry-1.docker.io"},
         },
         TOKEN_URL,
     ),
@@ -330,3 +338,37 @@ def test_the_vagrantfile_runs_the_lab_that_rendered_it(tmp_path: Path) -> None:
     assert "lab_hook('prepare', '--nodes', $num_instances.to_s)" in vagrantfile
     assert "machine.ssh.verify_host_key = LabHostKeys.new(name)" in vagrantfile
     assert "StrictHostKeyChecking=yes" in vagrantfile
+
+
+def _daemon_json(files: dict[str, str], node: str = "core-01") -> dict[str, object] | None:
+    data = yaml.safe_load(files[f"nodes/{node}/user-data"])
+    for entry in data.get("write_files") or []:
+        if entry["path"] == "/etc/docker/daemon.json":
+            parsed: dict[str, object] = json.loads(entry["content"])
+            return parsed
+    return None
+
+
+def test_docker_pulls_through_the_lab_registry_at_the_gateway(tmp_path: Path) -> None:
+    files = render_case(tmp_path, {"num_instances": 3}, TOKEN_URL)
+    for node in ("core-01", "core-02", "core-03"):
+        assert _daemon_json(files, node) == {
+            "registry-mirrors": ["http://192.168.58.1:5000"],
+            "insecure-registries": ["192.168.58.1:5000"],
+        }
+        assert validate(files[f"nodes/{node}/user-data"]) == []
+
+
+def test_the_pull_through_cache_is_the_second_mirror(tmp_path: Path) -> None:
+    raw, url = CASES["registry-cache"]
+    files = render_case(tmp_path, raw, url)
+    assert _daemon_json(files) == {
+        "registry-mirrors": ["http://192.168.58.1:5100", "http://192.168.58.1:5101"],
+        "insecure-registries": ["192.168.58.1:5100", "192.168.58.1:5101"],
+    }
+    assert validate(files["nodes/core-01/user-data"]) == []
+
+
+def test_no_daemon_json_with_the_registry_off(tmp_path: Path) -> None:
+    files = render_case(tmp_path, {"num_instances": 1, "registry": {"enabled": False}}, TOKEN_URL)
+    assert _daemon_json(files) is None
