@@ -182,17 +182,20 @@ class _Apply:
     def __call__(self, before: Faults, after: Faults) -> tuple[str, ...]:
         """The nodes whose guest netem could not be reached to be taken off."""
         if self.on_host:  # first: a partition healed lets SSH reach the node below
-            host_net.apply_partitions(self.runner, self.config.name, after, self.ports)
-            was, will = host_side(before).netem, host_side(after).netem
-            host_net.apply_netem(
-                self.runner, self.config.name, after, self.ports, sorted(was.keys() | will.keys())
-            )
-        was, will = guest_netem(before), guest_netem(after)
+            self._host(host_side(before), host_side(after))
+        return self._guests(guest_netem(before), guest_netem(after))
+
+    def _host(self, before: Faults, after: Faults) -> None:
+        host_net.apply_partitions(self.runner, self.config.name, after, self.ports)
+        touched = sorted(before.netem.keys() | after.netem.keys())
+        host_net.apply_netem(self.runner, self.config.name, after, self.ports, touched)
+
+    def _guests(self, before: dict[str, Netem], after: dict[str, Netem]) -> tuple[str, ...]:
         unreached = []
-        for node in sorted(was.keys() | will.keys()):
-            setting = will.get(node)
-            if setting == was.get(node):
-                continue
+        for node in sorted(before.keys() | after.keys()):
+            setting = after.get(node)
+            if setting == before.get(node):
+                continue  # the guest has it already: no login
             if setting is not None:
                 with self._guest(node) as runner:
                     guest_net.set_netem(runner, setting)  # replaces what was there
