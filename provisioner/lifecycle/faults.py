@@ -139,10 +139,13 @@ def _change(
     change: Callable[[Faults], Faults],
     backends: Backends | None,
     runner: Runner | None,
+    renew: Sequence[str] = (),
 ) -> FaultResult:
     """Apply ``change`` to the recorded faults and make the host and the guests match
     the result. The host is left alone (and need not be able to) while neither the
-    faults before nor after have anything on it: netem in the guests only."""
+    faults before nor after have anything on it: netem in the guests only. Guest
+    netem is set only where it changes, and on the nodes in ``renew`` (a restarted
+    node lost its own)."""
     backends = backends or default_backends(config.libvirt_uri)
     with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
         before = load_faults(config)
@@ -153,7 +156,7 @@ def _change(
             check_host(config)
             with backends.open_host() as host:
                 ports = lab_ports(config, host)
-        apply = _Apply(config, backends, runner or host_runner(), ports, on_host)
+        apply = _Apply(config, backends, runner or host_runner(), ports, on_host, frozenset(renew))
         save_faults(config, _union(before, after))  # an interrupted apply is still undone
         try:
             unreached = apply(before, after)
@@ -178,6 +181,7 @@ class _Apply:
     runner: Runner  # the host's
     ports: dict[str, Port]
     on_host: bool
+    renew: frozenset[str] = frozenset()  # guest netem set again even if recorded the same
 
     def __call__(self, before: Faults, after: Faults) -> tuple[str, ...]:
         """The nodes whose guest netem could not be reached to be taken off."""
@@ -194,8 +198,8 @@ class _Apply:
         unreached = []
         for node in sorted(before.keys() | after.keys()):
             setting = after.get(node)
-            if setting == before.get(node):
-                continue  # the guest has it already: no login
+            if setting == before.get(node) and node not in self.renew:
+                continue  # the guest has it already: no login (it may be cut off)
             if setting is not None:
                 with self._guest(node) as runner:
                     guest_net.set_netem(runner, setting)  # replaces what was there
@@ -324,7 +328,11 @@ def netem(
     check_nodes([node.name for node in config.nodes], [name], "NODE")
     lever, host_cannot = choose_lever(config, on, runner)
     chosen = replace(setting, on=lever)
-    result = _change(config, lambda faults: with_netem(faults, name, chosen), backends, runner)
+
+    def change(faults: Faults) -> Faults:
+        return with_netem(faults, name, chosen)
+
+    result = _change(config, change, backends, runner, renew=[name])
     return replace(result, host_cannot=host_cannot)
 
 

@@ -442,6 +442,11 @@ def test_a_host_that_cannot_carry_netem_puts_it_in_the_guest(tmp_path: Path) -> 
     recorded = json.loads((config.state_dir / lab_faults.FAULTS_FILE).read_text())
     assert recorded["netem"]["core-02"]["on"] == "guest"
 
+    # the node restarted and lost it: the same request sets it again
+    lab_faults.netem(config, "core-02", setting, backends=backends(TAPS, guests), runner=host)
+    assert guests["core-02"].commands[-1] == guests["core-02"].commands[0]
+    assert len(guests["core-02"].commands) == 2
+
     # lab heal NODE takes it off the same way; the host has nothing to change
     host.calls.clear()
     result = lab_faults.heal(config, ["core-02"], backends=backends(TAPS, guests), runner=host)
