@@ -927,11 +927,15 @@ def _report_faults(result: FaultResult) -> None:
     for a, b in sorted(faults.pairs):
         click.echo(f"{a} <-> {b}: cut")
     for node, setting in sorted(faults.netem.items()):
-        click.echo(f"{node}: {setting.describe()} on what it sends")
+        click.echo(f"{node}: {setting.describe()} on what it sends (tc on the {setting.on.value})")
     if faults.empty:
         click.echo("no network faults")
     for node in result.not_running:
         click.echo(f"{node}: not running; its faults apply when lab next changes faults")
+    for node in result.unreached:
+        click.echo(f"{node}: not reached over SSH; its netem in the guest ends when it restarts")
+    if result.host_cannot:
+        click.echo(f"netem is in the guest: the host cannot carry it ({result.host_cannot})")
 
 
 @main.command()
@@ -976,15 +980,28 @@ def heal(ctx: Context, nodes: tuple[str, ...]) -> None:
 @click.option("--delay", help="Added to every packet the node sends, e.g. 200ms.")
 @click.option("--jitter", help="Random variation of the delay, e.g. 20ms.")
 @click.option("--loss", help="Share of the node's packets dropped, e.g. 5%.")
+@click.option(
+    "--on",
+    "lever",
+    type=click.Choice(["auto", "host", "guest"]),
+    default="auto",
+    show_default=True,
+    help="Where the netem qdisc goes: the host (out of the guest's reach), the guest "
+    "(tc over SSH), or the host when its kernel can carry it, else the guest.",
+)
 @pass_context
 @handle_errors
-def netem(ctx: Context, node: str, delay: str | None, jitter: str | None, loss: str | None) -> None:
-    """Slow or lossy lab link for NODE (tc netem on the host, on what the node sends)."""
-    from provisioner.faults.plan import netem_request
+def netem(
+    ctx: Context, node: str, delay: str | None, jitter: str | None, loss: str | None, lever: str
+) -> None:
+    """Slow or lossy lab link for NODE (tc netem on what the node sends, on the host
+    or in the guest)."""
+    from provisioner.faults.plan import Lever, netem_request
     from provisioner.lifecycle.faults import netem as do_netem
 
     setting = netem_request(delay, jitter, loss)  # bad values fail before anything else
-    _report_faults(do_netem(_load(ctx), node, setting))
+    on = None if lever == "auto" else Lever(lever)
+    _report_faults(do_netem(_load(ctx), node, setting, on=on))
 
 
 @main.command()

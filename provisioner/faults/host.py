@@ -7,6 +7,7 @@ namespace it made. Only the lab's own table and IFB devices are ever changed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from provisioner.errors import HostError
@@ -22,17 +23,58 @@ from provisioner.faults.plan import (
 from provisioner.remote.runner import Runner, quote_argv
 
 TIMEOUT = 30.0
+GUEST_LEVER = "`lab netem` (--on auto or guest) sets it in the guest instead"
 NO_NETEM_HINT = (
     "this host's kernel has no netem qdisc (CONFIG_NET_SCH_NETEM; `modprobe sch_netem` "
-    "where it is a module); partitions work without it"
+    f"where it is a module); partitions work without it; {GUEST_LEVER}"
 )
+NO_IFB_HINT = (
+    "this host's kernel has no IFB device (CONFIG_IFB; `modprobe ifb` where it is a "
+    f"module); partitions work without it; {GUEST_LEVER}"
+)
+
+
+def probe_device() -> str:
+    """The IFB device :func:`netem_unavailable` makes and removes (one per process, so
+    two commands probing at once do not meet; at most 15 characters)."""
+    return f"labnetem{os.getpid() % 10_000_000}"
+
+
+def netem_unavailable(runner: Runner) -> str | None:
+    """Why this host cannot carry a node's netem, or None: what :func:`apply_netem`
+    needs is tried on a device made for it and removed again, an IFB device
+    (``CONFIG_IFB``) with a netem qdisc (``CONFIG_NET_SCH_NETEM``) on it."""
+    device = probe_device()
+    made = runner.run(["ip", "link", "add", device, "type", "ifb"], timeout=TIMEOUT)
+    if made.failed:
+        return f"`ip link add ... type ifb` failed on this host: {_said(made.stderr, made.rc)}"
+    try:
+        added = runner.run(
+            ["tc", "qdisc", "add", "dev", device, "root", "netem", "delay", "1ms"],
+            timeout=TIMEOUT,
+        )
+    finally:
+        runner.run(["ip", "link", "del", device], timeout=TIMEOUT)
+    if added.failed:
+        return f"`tc qdisc add ... netem` failed on this host: {_said(added.stderr, added.rc)}"
+    return None
+
+
+def _said(stderr: str, rc: int) -> str:
+    return stderr.strip() or f"exit {rc}"
 
 
 def _run(runner: Runner, argv: Sequence[str], stdin: str | None = None) -> None:
     result = runner.run(argv, timeout=TIMEOUT, stdin=stdin)
     if result.failed:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        hint = NO_NETEM_HINT if "qdisc kind is unknown" in result.stderr else None
+        hint = (
+            NO_NETEM_HINT
+            if "qdisc kind is unknown" in result.stderr
+            else NO_IFB_HINT
+            if "Unknown device type" in result.stderr
+            else None
+        )
         raise HostError(
             f"`{quote_argv(argv)}` failed: {' / '.join(detail[-3:]) or f'exit {result.rc}'}",
             hint=hint or "lab injects network faults as root, with nft and tc (nftables, iproute2)",

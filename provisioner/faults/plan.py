@@ -10,12 +10,16 @@ Partitions are nftables rules in the ``bridge`` family, in a table named after
 the lab (``lab-<lab>``). A rule matches a node's tap device (the bridge port the
 guest cannot change) *and* the node's MAC address: libvirt hands tap names out
 again when a domain stops, so a stale name alone could hit another lab's guest.
-Netem is ``tc`` on the traffic leaving the node: its tap's ingress redirected to
-an IFB device named after the lab and the node, with a netem qdisc there.
+Netem is ``tc`` on the traffic leaving the node, by one of two levers (a
+:class:`Lever`, recorded per node): on the host, its tap's ingress redirected to an
+IFB device named after the lab and the node, with a netem qdisc there; or, where
+the host's kernel cannot do that, a netem qdisc on the guest's own lab link, set
+over SSH (the guest's root could take it off again).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import itertools
 import re
@@ -31,19 +35,29 @@ _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>us|ms|s)")
 _PERCENT = re.compile(r"(?P<number>\d+(?:\.\d+)?)%?")
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 IFB_PREFIX = "lf"
+GUEST_LINK = "eth0"  # the lab link in the box: its only NIC, named eth0 (net.ifnames=0)
 CHAIN_PRIORITY = -200  # before the filter priority a host's own bridge rules use
 
 
 # --- the faults ---------------------------------------------------------------------
 
 
+class Lever(enum.Enum):
+    """Where a node's netem qdisc sits."""
+
+    HOST = "host"  # an IFB device on the host, fed from the node's tap: out of the guest's reach
+    GUEST = "guest"  # the guest's lab link, set over SSH: the guest's root can remove it
+
+
 @dataclass(frozen=True)
 class Netem:
-    """Delay, jitter and loss on the traffic a node sends on its lab link."""
+    """Delay, jitter and loss on the traffic a node sends on its lab link, and where
+    the qdisc doing it sits."""
 
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
+    on: Lever = Lever.HOST
 
     def describe(self) -> str:
         parts = []
@@ -98,6 +112,16 @@ def with_netem(faults: Faults, node: str, netem: Netem) -> Faults:
     return replace(faults, netem={**faults.netem, node: netem})
 
 
+def host_side(faults: Faults) -> Faults:
+    """What of ``faults`` lives on the host: the partitions and the host's netem."""
+    return replace(faults, netem={n: v for n, v in faults.netem.items() if v.on is Lever.HOST})
+
+
+def guest_netem(faults: Faults) -> dict[str, Netem]:
+    """The netem that lives in the guests, by node."""
+    return {n: v for n, v in faults.netem.items() if v.on is Lever.GUEST}
+
+
 def healed(faults: Faults, nodes: Iterable[str] = ()) -> Faults:
     """``faults`` without any fault on ``nodes`` (none named: without any fault)."""
     chosen = set(nodes)
@@ -118,7 +142,12 @@ def faults_to_json(faults: Faults) -> dict[str, Any]:
         "isolated": sorted(faults.isolated),
         "pairs": sorted([a, b] for a, b in faults.pairs),
         "netem": {
-            node: {"delay_ms": v.delay_ms, "jitter_ms": v.jitter_ms, "loss_pct": v.loss_pct}
+            node: {
+                "delay_ms": v.delay_ms,
+                "jitter_ms": v.jitter_ms,
+                "loss_pct": v.loss_pct,
+                "on": v.on.value,
+            }
             for node, v in sorted(faults.netem.items())
         },
     }
@@ -139,6 +168,7 @@ def faults_from_json(raw: Any) -> Faults:
                 delay_ms=float(v.get("delay_ms", 0)),
                 jitter_ms=float(v.get("jitter_ms", 0)),
                 loss_pct=float(v.get("loss_pct", 0)),
+                on=Lever(v.get("on", Lever.HOST.value)),  # records before the guest lever
             )
             for node, v in dict(raw.get("netem", {})).items()
         },
@@ -312,6 +342,19 @@ def netem_commands(port: Port, ifb: str, netem: Netem) -> list[list[str]]:
             "action", "mirred", "egress", "redirect", "dev", ifb,
         ],
     ]  # fmt: skip
+
+
+def guest_netem_command(netem: Netem) -> list[str]:
+    """The command, run in the guest, that puts ``netem`` on what it sends on its lab
+    link (replacing any root qdisc there)."""
+    return ["sudo", "tc", "qdisc", "replace", "dev", GUEST_LINK, "root", "netem",
+            *netem_args(netem)]  # fmt: skip
+
+
+def guest_netem_removal() -> list[str]:
+    """The command, run in the guest, that takes netem off its lab link again (the
+    kernel's default qdisc comes back); it fails where there is none."""
+    return ["sudo", "tc", "qdisc", "del", "dev", GUEST_LINK, "root"]
 
 
 def netem_removal(port: Port | None, ifb: str) -> list[list[str]]:

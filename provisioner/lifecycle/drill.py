@@ -7,7 +7,8 @@ the lab's own levers as its fault injector and fleetctl as its fleet probe.
   a majority is cut off with ``--allow-quorum-loss``'s consent, since the drill asks
   for exactly that;
 - delayed: ``lab netem --delay`` on what the node sends, recovered by ``lab heal``;
-  skipped, with the reason, when the host cannot add a netem qdisc.
+  on the host when it can carry netem (an IFB device with a netem qdisc, tried once
+  per drill), else in the guest, as ``lab netem`` chooses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from provisioner.drill.client import DrillClient
 from provisioner.drill.engine import ScenarioResult, Settings, run_drill
 from provisioner.drill.plan import Fault, Scenario
 from provisioner.errors import LabError
-from provisioner.faults.plan import Netem
+from provisioner.faults.plan import Lever, Netem
 from provisioner.lifecycle import faults as lab_faults
 from provisioner.lifecycle import teardown
 from provisioner.lifecycle.backends import Backends
@@ -33,7 +34,6 @@ from provisioner.readiness import member_urls
 from provisioner.remote.runner import Runner
 
 DELAY = Netem(delay_ms=200.0, jitter_ms=20.0)
-PROBE_DEVICE = "labnetemprobe"  # a dummy link that exists only while netem is tried
 CLIENT_TIMEOUT = 2.0
 UNIT_TEXT = """\
 [Unit]
@@ -42,23 +42,6 @@ Description=lab drill unit {name}
 [Service]
 ExecStart=/bin/sleep infinity
 """
-
-
-def netem_unavailable(runner: Runner) -> str | None:
-    """Why this host cannot add a netem qdisc (tried on a dummy link made for it), or None."""
-    made = runner.run(["ip", "link", "add", PROBE_DEVICE, "type", "dummy"], timeout=30)
-    if made.failed:
-        return f"cannot try netem: `ip link add` failed: {made.stderr.strip() or made.rc}"
-    try:
-        added = runner.run(
-            ["tc", "qdisc", "add", "dev", PROBE_DEVICE, "root", "netem", "delay", "1ms"],
-            timeout=30,
-        )
-    finally:
-        runner.run(["ip", "link", "del", PROBE_DEVICE], timeout=30)
-    if added.failed:
-        return f"`tc qdisc add ... netem` failed on this host: {added.stderr.strip() or added.rc}"
-    return None
 
 
 class LabInjector:
@@ -74,9 +57,17 @@ class LabInjector:
         self.config, self.progress, self.backends = config, progress, backends
         self.runner = runner
         self._reasons: dict[Fault, str | None] = {}
+        self.delay_on: Lever | None = None  # chosen once, by the first delayed scenario
 
     def unavailable(self, fault: Fault) -> str | None:
         if fault is Fault.KILL:
+            return None
+        if fault is Fault.DELAY:  # the guest is the lever when the host has none
+            if self.delay_on is None:
+                self.delay_on, host_cannot = lab_faults.choose_lever(self.config, None, self.runner)
+                where = "in the guest" if self.delay_on is Lever.GUEST else "on the host"
+                because = f" ({host_cannot})" if host_cannot else ""
+                self.progress.update("drill", "netem", "ok", f"{where}{because}")
             return None
         if fault not in self._reasons:
             try:
@@ -84,8 +75,7 @@ class LabInjector:
             except LabError as exc:
                 self._reasons[fault] = exc.message
             else:
-                runner = self.runner or lab_faults.host_runner()
-                self._reasons[fault] = netem_unavailable(runner) if fault is Fault.DELAY else None
+                self._reasons[fault] = None
         return self._reasons[fault]
 
     def inject(self, fault: Fault, nodes: Sequence[str]) -> None:
@@ -103,7 +93,12 @@ class LabInjector:
         else:
             for node in nodes:
                 lab_faults.netem(
-                    self.config, node, DELAY, backends=self.backends, runner=self.runner
+                    self.config,
+                    node,
+                    DELAY,
+                    on=self.delay_on,
+                    backends=self.backends,
+                    runner=self.runner,
                 )
 
     def recover(self, fault: Fault, nodes: Sequence[str]) -> None:

@@ -2,10 +2,15 @@
 (``lab kill --leader``, ``--quorum``).
 
 The faults are recorded in ``.lab/faults.json`` (see :mod:`provisioner.faults.plan`)
-and applied on the host with nftables and tc. Each command re-reads libvirt's tap
-device of every running node, so faults follow a domain that was restarted
-(it gets a new tap). A full ``lab heal`` and ``lab destroy`` find the lab's table
-and IFB devices by name, with or without the record.
+and applied on the host with nftables and tc. Each command that changes something
+on the host re-reads libvirt's tap device of every running node, so faults follow a
+domain that was restarted (it gets a new tap). A full ``lab heal`` and ``lab
+destroy`` find the lab's table and IFB devices by name, with or without the record.
+
+Netem goes in the guest instead (tc over the lab's SSH) when the host's kernel
+cannot carry it (no IFB device or no netem qdisc, tried once per command) or when
+asked to; the record says which way each node's netem went, and ``lab heal`` takes
+it off the same way.
 """
 
 from __future__ import annotations
@@ -13,22 +18,26 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from provisioner import nodes as node_access
 from provisioner.config import LabConfig
-from provisioner.errors import ConfigError, HostError, LabError, RemoteError
+from provisioner.errors import ConfigError, HostError, LabError, NodeError, RemoteError, WaitTimeout
+from provisioner.faults import guest as guest_net
 from provisioner.faults import host as host_net
 from provisioner.faults.plan import (
     Faults,
+    Lever,
     Netem,
     Port,
     check_nodes,
     faults_from_json,
     faults_to_json,
+    guest_netem,
     healed,
+    host_side,
     partitioned,
     quorum_lost,
     with_netem,
@@ -39,7 +48,7 @@ from provisioner.locks import file_lock
 from provisioner.parsers import leader_name
 from provisioner.remote.local import LocalRunner
 from provisioner.remote.runner import Runner
-from provisioner.state import atomic_write
+from provisioner.state import atomic_write, load_state
 
 if TYPE_CHECKING:
     from provisioner.hypervisor.libvirt import LibvirtHost
@@ -51,10 +60,14 @@ TOOLS = ("nft", "tc", "ip")
 
 @dataclass(frozen=True)
 class FaultResult:
-    """The lab's faults after a command, and the nodes whose faults wait for them to run."""
+    """The lab's faults after a command, the nodes whose faults wait for them to run,
+    the nodes whose netem in the guest could not be taken off (not reached over SSH),
+    and why the host could not carry netem when the guest got it instead."""
 
     faults: Faults
     not_running: tuple[str, ...]
+    unreached: tuple[str, ...] = ()
+    host_cannot: str | None = None
 
 
 # --- the record -------------------------------------------------------------------------
@@ -126,36 +139,101 @@ def _change(
     change: Callable[[Faults], Faults],
     backends: Backends | None,
     runner: Runner | None,
+    renew: Sequence[str] = (),
 ) -> FaultResult:
-    """Apply ``change`` to the recorded faults and make the host match the result."""
+    """Apply ``change`` to the recorded faults and make the host and the guests match
+    the result. The host is left alone (and need not be able to) while neither the
+    faults before nor after have anything on it: netem in the guests only. Guest
+    netem is set only where it changes, and on the nodes in ``renew`` (a restarted
+    node lost its own)."""
+    backends = backends or default_backends(config.libvirt_uri)
     with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
         before = load_faults(config)
         after = change(before)  # a refused request fails here, before the host is touched
-        check_host(config)
-        runner = runner or host_runner()
-        open_host = (backends or default_backends(config.libvirt_uri)).open_host
-        with open_host() as host:
-            ports = lab_ports(config, host)
+        on_host = not (host_side(before).empty and host_side(after).empty)
+        ports: dict[str, Port] = {}
+        if on_host:
+            check_host(config)
+            with backends.open_host() as host:
+                ports = lab_ports(config, host)
+        apply = _Apply(config, backends, runner or host_runner(), ports, on_host, frozenset(renew))
         save_faults(config, _union(before, after))  # an interrupted apply is still undone
         try:
-            _apply(runner, config, before, after, ports)
+            unreached = apply(before, after)
         except LabError:
             with contextlib.suppress(LabError):  # back to what was there, as far as it goes
-                _apply(runner, config, after, before, ports)
+                apply(after, before)
             save_faults(config, before)
             raise
         save_faults(config, after)
-    touched = after.nodes()
+    touched = host_side(after).nodes()
     waiting = tuple(n.name for n in config.nodes if n.name in touched and n.name not in ports)
-    return FaultResult(after, waiting)
+    return FaultResult(after, waiting, unreached)
 
 
-def _apply(
-    runner: Runner, config: LabConfig, before: Faults, after: Faults, ports: dict[str, Port]
-) -> None:
-    host_net.apply_partitions(runner, config.name, after, ports)
-    touched = sorted(before.netem.keys() | after.netem.keys())
-    host_net.apply_netem(runner, config.name, after, ports, touched)
+@dataclass(frozen=True)
+class _Apply:
+    """Takes the lab from one :class:`Faults` to another: partitions and the host's
+    netem through the host's runner, the guests' netem over SSH."""
+
+    config: LabConfig
+    backends: Backends
+    runner: Runner  # the host's
+    ports: dict[str, Port]
+    on_host: bool
+    renew: frozenset[str] = frozenset()  # guest netem set again even if recorded the same
+
+    def __call__(self, before: Faults, after: Faults) -> tuple[str, ...]:
+        """The nodes whose guest netem could not be reached to be taken off."""
+        if self.on_host:  # first: a partition healed lets SSH reach the node below
+            self._host(host_side(before), host_side(after))
+        return self._guests(guest_netem(before), guest_netem(after))
+
+    def _host(self, before: Faults, after: Faults) -> None:
+        host_net.apply_partitions(self.runner, self.config.name, after, self.ports)
+        touched = sorted(before.netem.keys() | after.netem.keys())
+        host_net.apply_netem(self.runner, self.config.name, after, self.ports, touched)
+
+    def _guests(self, before: dict[str, Netem], after: dict[str, Netem]) -> tuple[str, ...]:
+        unreached = []
+        for node in sorted(before.keys() | after.keys()):
+            setting = after.get(node)
+            if setting == before.get(node) and node not in self.renew:
+                continue  # the guest has it already: no login (it may be cut off)
+            if setting is not None:
+                with self._guest(node) as runner:
+                    guest_net.set_netem(runner, setting)  # replaces what was there
+            elif not self.clear_guest(node):
+                unreached.append(node)
+        return tuple(unreached)
+
+    def _runner(self, node: str) -> Runner:
+        state = load_state(self.config.state_dir)
+        return self.backends.runner(self.config, state, self.config.node(node))
+
+    @contextlib.contextmanager
+    def _guest(self, node: str) -> Iterator[Runner]:
+        runner = self._runner(node)
+        try:
+            yield runner
+        finally:
+            runner.close()
+
+    def clear_guest(self, node: str) -> bool:
+        """Netem off the node's lab link; False when the node could not be reached
+        (a node that is down has none left: a boot starts without it). A tc that
+        fails otherwise raises."""
+        try:
+            runner = self._runner(node)
+        except NodeError:  # never booted under lab: no pinned host key
+            return False
+        try:
+            guest_net.clear_netem(runner)
+        except (RemoteError, WaitTimeout):
+            return False
+        finally:
+            runner.close()
+        return True
 
 
 def _union(a: Faults, b: Faults) -> Faults:
@@ -214,14 +292,26 @@ def heal(
     check_nodes([node.name for node in config.nodes], names, "NODE")
     if names:
         return _change(config, lambda faults: healed(faults, names), backends, runner)
-    check_host(config)
-    open_host = (backends or default_backends(config.libvirt_uri)).open_host
+    backends = backends or default_backends(config.libvirt_uri)
+    runner = runner or host_runner()
     with file_lock(config.state_dir / FAULTS_LOCK, f"network faults of lab {config.name}"):
-        with open_host() as host:
-            ports = lab_ports(config, host)
-        host_net.clear_all(runner or host_runner(), config.name, _node_names(config), ports)
+        recorded: Faults | None = None
+        with contextlib.suppress(LabError):  # unreadable: the host's part is found by name
+            recorded = load_faults(config)
+        try:
+            check_host(config)
+        except HostError:
+            if recorded is None or not host_side(recorded).empty:
+                raise
+        else:
+            with backends.open_host() as host:
+                ports = lab_ports(config, host)
+            host_net.clear_all(runner, config.name, _node_names(config), ports)
+        in_guests = Faults(netem=guest_netem(recorded or Faults()))
+        save_faults(config, in_guests)  # the host's part is gone
+        unreached = _Apply(config, backends, runner, {}, on_host=False)(in_guests, Faults())
         save_faults(config, Faults())
-    return FaultResult(Faults(), ())
+    return FaultResult(Faults(), (), unreached)
 
 
 def netem(
@@ -229,17 +319,49 @@ def netem(
     name: str,
     setting: Netem,
     *,
+    on: Lever | None = None,
     backends: Backends | None = None,
     runner: Runner | None = None,
 ) -> FaultResult:
-    """Delay, jitter and loss on the traffic ``name`` sends on its lab link."""
+    """Delay, jitter and loss on the traffic ``name`` sends on its lab link: on the
+    host, in the guest, or (``on`` None) on the host when it can, else in the guest."""
     check_nodes([node.name for node in config.nodes], [name], "NODE")
-    return _change(config, lambda faults: with_netem(faults, name, setting), backends, runner)
+    lever, host_cannot = choose_lever(config, on, runner)
+    chosen = replace(setting, on=lever)
+
+    def change(faults: Faults) -> Faults:
+        return with_netem(faults, name, chosen)
+
+    result = _change(config, change, backends, runner, renew=[name])
+    return replace(result, host_cannot=host_cannot)
+
+
+def host_netem_unavailable(config: LabConfig, runner: Runner | None = None) -> str | None:
+    """Why the host cannot carry the lab's netem (tried once, see
+    :func:`provisioner.faults.host.netem_unavailable`), or None."""
+    try:
+        check_host(config)
+    except HostError as exc:
+        return exc.message
+    return host_net.netem_unavailable(runner or host_runner())
+
+
+def choose_lever(
+    config: LabConfig, on: Lever | None, runner: Runner | None = None
+) -> tuple[Lever, str | None]:
+    """Where netem goes: ``on`` when given (the host's own errors say when it cannot),
+    else the host when it can carry it, else the guest; with why the host cannot
+    when the guest got it for that reason."""
+    if on is not None:
+        return on, None
+    reason = host_netem_unavailable(config, runner)
+    return (Lever.HOST, None) if reason is None else (Lever.GUEST, reason)
 
 
 def clear_for_destroy(config: LabConfig, host: LibvirtHost) -> None:
     """Best effort, for ``lab destroy``: the lab's table, IFB devices and record go.
-    Nothing to do where the host cannot have any (another host's libvirt, no nft)."""
+    Nothing to do where the host cannot have any (another host's libvirt, no nft);
+    netem in a guest goes with the guest."""
     try:
         check_host(config)
     except HostError:

@@ -4,14 +4,16 @@ namespaces, changed by the code ``lab partition``, ``lab heal`` and ``lab netem`
 A hub namespace stands for the host: one bridge per lab, each guest a namespace
 joined by a veth pair whose hub end plays the guest's tap (``vnetN``), with the MAC
 the lab planned for the node. The faults are applied in the hub namespace, through
-a runner that runs ``nft``, ``tc`` and ``ip`` there; nothing outside the namespaces
-the test makes is touched.
+a runner that runs ``nft``, ``tc`` and ``ip`` there; netem in a guest goes through
+a runner in that guest's namespace, on its ``eth0`` (the other end of the veth), as
+it would over SSH. Nothing outside the namespaces the test makes is touched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -21,8 +23,17 @@ from typing import Any, cast
 import pytest
 
 from provisioner.config import LabConfig, NodeSpec, Overrides, build_config
-from provisioner.errors import ConfigError, HostError
-from provisioner.faults.plan import ifb_name, netem_request, table_name
+from provisioner.errors import ConfigError, HostError, NodeError
+from provisioner.faults import host as host_net
+from provisioner.faults.plan import (
+    Faults,
+    Lever,
+    Netem,
+    ifb_name,
+    netem_request,
+    table_name,
+    with_netem,
+)
 from provisioner.lifecycle import default_backends
 from provisioner.lifecycle import faults as lab_faults
 from provisioner.lifecycle.backends import Backends
@@ -42,12 +53,14 @@ def _missing_tools() -> str:
     return "" if done.returncode == 0 else "needs nft and tc (nftables, iproute2)"
 
 
-class HubRunner:
-    """The host's runner, inside the hub namespace."""
+class NetnsRunner:
+    """The host's runner inside the hub namespace, or a guest's inside its own. The
+    test runs as root, so a guest's ``sudo`` is dropped: the command after it runs
+    as it would in the guest."""
 
-    def __init__(self, hub: str) -> None:
-        self.hub = hub
-        self.local = LocalRunner(name="host")
+    def __init__(self, netns: str, name: str = "host") -> None:
+        self.netns = netns
+        self.local = LocalRunner(name=name)
 
     @property
     def name(self) -> str:
@@ -56,7 +69,8 @@ class HubRunner:
     def run(
         self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
     ) -> CommandResult:
-        return self.local.run(["ip", "netns", "exec", self.hub, *argv], timeout=timeout,
+        argv = argv[1:] if argv[0] == "sudo" else argv
+        return self.local.run(["ip", "netns", "exec", self.netns, *argv], timeout=timeout,
                               stdin=stdin)  # fmt: skip
 
     def upload(self, local: Path, remote: str, *, mode: int | None = None) -> None:
@@ -75,9 +89,18 @@ class Lab:
 
     @property
     def backends(self) -> Backends:
+        """libvirt's view of the taps, and "SSH" into each guest's namespace."""
         return dataclasses.replace(
-            default_backends(), open_host=lambda: cast(Any, TapsLibvirt(self.taps))
+            default_backends(),
+            open_host=lambda: cast(Any, TapsLibvirt(self.taps)),
+            runner=lambda config, state, node: cast(
+                Any, NetnsRunner(self.namespaces[node.name], node.name)
+            ),
         )
+
+    def guest_qdiscs(self, name: str) -> str:
+        return sh("ip", "netns", "exec", self.namespaces[name], "tc", "qdisc", "show",
+                  "dev", "eth0")  # fmt: skip
 
     @property
     def host_ip(self) -> str:
@@ -103,7 +126,7 @@ class Hub:
         self.namespaces: list[str] = []
         self.ports = 0
         self.add_netns(self.name)
-        self.runner = HubRunner(self.name)
+        self.runner = NetnsRunner(self.name)
 
     def add_netns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
@@ -297,7 +320,10 @@ def test_netem_on_a_kernel_without_it_fails_and_leaves_nothing(hub: Hub) -> None
         pytest.skip("this kernel has netem; the test above covers it")
     setting = netem_request("100ms", None, "5%")
     with pytest.raises(HostError, match="qdisc kind is unknown") as caught:
-        lab_faults.netem(demo.config, "core-02", setting, backends=demo.backends, runner=hub.runner)
+        lab_faults.netem(
+            demo.config, "core-02", setting, on=Lever.HOST, backends=demo.backends,
+            runner=hub.runner,
+        )  # fmt: skip
     assert "CONFIG_NET_SCH_NETEM" in (caught.value.hint or "")
     links = hub.links()
     assert ifb_name("demo", "core-02") not in links
@@ -306,3 +332,90 @@ def test_netem_on_a_kernel_without_it_fails_and_leaves_nothing(hub: Hub) -> None
     assert "ingress" not in qdiscs
     assert demo.reach("core-01", "core-02")
     assert lab_faults.load_faults(demo.config).empty
+
+
+# --- netem in the guest: the same tc commands, in the guest's namespace -----------------
+
+
+def test_netem_in_the_guest_delays_what_it_sends_and_heal_removes_it(hub: Hub) -> None:
+    demo = hub.lab("demo", "172.31.241.0/24")
+    if not _kernel_has_netem(hub):
+        pytest.skip("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)")
+    before = _round_trip(demo, "core-01", "core-02")
+    setting = netem_request("300ms", None, None)
+    result = lab_faults.netem(
+        demo.config, "core-02", setting, on=Lever.GUEST, backends=demo.backends,
+        runner=hub.runner,
+    )  # fmt: skip
+    assert result.faults.netem["core-02"].on is Lever.GUEST
+    assert "netem" in demo.guest_qdiscs("core-02")
+    assert ifb_name("demo", "core-02") not in hub.links()  # nothing on the host
+    slowed = _round_trip(demo, "core-01", "core-02", count=3)
+    assert slowed - before >= 0.2  # a generous lower bound: the delay is 300 ms
+    lab_faults.heal(demo.config, ["core-02"], backends=demo.backends, runner=hub.runner)
+    assert "netem" not in demo.guest_qdiscs("core-02")
+    assert lab_faults.load_faults(demo.config).empty
+
+
+def test_auto_picks_the_guest_where_the_host_has_no_ifb_and_partitions_still_apply(
+    hub: Hub,
+) -> None:
+    demo = hub.lab("demo", "172.31.241.0/24")
+    reason = lab_faults.host_netem_unavailable(demo.config, hub.runner)
+    if reason is None:
+        pytest.skip("this host can carry netem (IFB and netem): auto picks the host")
+    if not _kernel_has_netem(hub):
+        pytest.skip("this kernel has no netem qdisc: the guest's tc would fail too")
+    assert host_net.probe_device() not in hub.links()  # the probe made and removed it
+    result = lab_faults.netem(
+        demo.config, "core-03", netem_request("100ms", None, None), backends=demo.backends,
+        runner=hub.runner,
+    )  # fmt: skip
+    assert result.host_cannot == reason
+    assert "netem" in demo.guest_qdiscs("core-03")
+    lab_faults.partition(demo.config, ["core-01"], backends=demo.backends, runner=hub.runner)
+    assert not demo.reach("core-01", "core-02")
+    assert demo.reach("core-02", "core-03")
+    lab_faults.heal(demo.config, backends=demo.backends, runner=hub.runner)
+    assert "netem" not in demo.guest_qdiscs("core-03")
+    assert wait(lambda: demo.reach("core-01", "core-02"))
+
+
+def test_netem_in_a_guest_without_it_fails_names_the_node_and_leaves_nothing(hub: Hub) -> None:
+    """Here the host cannot carry netem either: auto tries the host, picks the guest,
+    whose tc fails; the probe's device, the guest's link and the record are as before."""
+    demo = hub.lab("demo", "172.31.241.0/24")
+    if _kernel_has_netem(hub):
+        pytest.skip("this kernel has netem; the tests above cover it")
+    lab_faults.partition(demo.config, ["core-01"], backends=demo.backends, runner=hub.runner)
+    links = hub.links()
+    setting = netem_request("100ms", "10ms", "5%")
+    command = "sudo tc qdisc replace dev eth0 root netem delay 100ms 10ms loss 5%"
+    with pytest.raises(NodeError, match=re.escape(f"core-02: `{command}` failed: ")) as caught:
+        lab_faults.netem(demo.config, "core-02", setting, backends=demo.backends,
+                         runner=hub.runner)  # fmt: skip
+    assert "qdisc kind is unknown" in str(caught.value)
+    assert "sch_netem" in (caught.value.hint or "")
+    assert hub.links() == links  # no probe device, no IFB
+    assert "netem" not in demo.guest_qdiscs("core-02")
+    faults = lab_faults.load_faults(demo.config)
+    assert faults.isolated == {"core-01"}  # the partition stays
+    assert not faults.netem
+    assert not demo.reach("core-01", "core-02")
+    assert demo.reach("core-02", "core-03")
+    lab_faults.heal(demo.config, backends=demo.backends, runner=hub.runner)
+    assert wait(lambda: demo.reach("core-01", "core-02"))
+
+
+def test_heal_takes_guest_netem_off_a_guest_that_has_none_left(hub: Hub) -> None:
+    """A restarted guest lost its netem: `tc qdisc del` finds only the kernel's default
+    qdisc, and heal takes that as done (the real tc's message, on a real link)."""
+    demo = hub.lab("demo", "172.31.241.0/24")
+    recorded = with_netem(Faults(), "core-02", Netem(200.0, on=Lever.GUEST))
+    lab_faults.save_faults(demo.config, recorded)
+    result = lab_faults.heal(demo.config, ["core-02"], backends=demo.backends,
+                             runner=hub.runner)  # fmt: skip
+    assert result.faults.empty
+    assert result.unreached == ()
+    assert lab_faults.load_faults(demo.config).empty
+    assert demo.reach("core-02", "core-01")

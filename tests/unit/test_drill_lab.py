@@ -1,17 +1,18 @@
-"""`lab drill` on the lab's side without a lab: the netem probe, the levers each
-fault pulls, and bad input refused before anything changes."""
+"""`lab drill` on the lab's side without a lab: where the delayed scenarios put
+netem, the levers each fault pulls, and bad input refused before anything changes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
 
 from provisioner import cli
 from provisioner.drill.plan import Fault
+from provisioner.faults.plan import Lever
 from provisioner.lifecycle import drill as lab_drill
 from provisioner.lifecycle import faults as lab_faults
 from provisioner.lifecycle import teardown
@@ -42,25 +43,45 @@ class ScriptedRunner:
         pass
 
 
-def test_netem_is_tried_on_a_dummy_link_that_is_removed_again() -> None:
-    runner = ScriptedRunner({})
-    assert lab_drill.netem_unavailable(runner) is None
-    assert [argv[:3] for argv in runner.ran] == [
-        ["ip", "link", "add"],
-        ["tc", "qdisc", "add"],
-        ["ip", "link", "del"],
+def test_delayed_scenarios_run_in_the_guest_when_the_host_cannot_and_probe_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    no_ifb = CommandResult(2, "", "Error: Unknown device type.")
+    host = ScriptedRunner({"ip link add": no_ifb})
+    monkeypatch.setattr(lab_faults, "check_host", lambda config: None)
+    levers: list[Lever | None] = []
+    monkeypatch.setattr(lab_faults, "netem", lambda c, n, s, **kw: levers.append(kw["on"]))
+    progress = Recorded()
+    injector = lab_drill.LabInjector(cast(Any, None), cast(Any, progress), runner=host)
+    assert injector.unavailable(Fault.DELAY) is None
+    assert injector.unavailable(Fault.DELAY) is None
+    injector.inject(Fault.DELAY, ["core-02"])
+    injector.inject(Fault.DELAY, ["core-01"])
+    assert [argv[:3] for argv in host.ran] == [["ip", "link", "add"]]  # one probe
+    assert levers == [Lever.GUEST, Lever.GUEST]
+    assert progress.details == [
+        "in the guest (`ip link add ... type ifb` failed on this host: Error: Unknown device type.)"
     ]
 
 
-def test_a_host_without_netem_gives_the_reason_and_keeps_no_link() -> None:
-    unknown = CommandResult(2, "", "Error: Specified qdisc kind is unknown.")
-    runner = ScriptedRunner({"tc qdisc add": unknown})
-    reason = lab_drill.netem_unavailable(runner)
-    assert (
-        reason
-        == "`tc qdisc add ... netem` failed on this host: Error: Specified qdisc kind is unknown."
-    )
-    assert runner.ran[-1][:3] == ["ip", "link", "del"]
+def test_delayed_scenarios_stay_on_the_host_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = ScriptedRunner({})
+    monkeypatch.setattr(lab_faults, "check_host", lambda config: None)
+    progress = Recorded()
+    injector = lab_drill.LabInjector(cast(Any, None), cast(Any, progress), runner=host)
+    assert injector.unavailable(Fault.DELAY) is None
+    assert injector.delay_on is Lever.HOST
+    assert progress.details == ["on the host"]
+
+
+class Recorded:
+    """A progress display that keeps the details it was shown."""
+
+    def __init__(self) -> None:
+        self.details: list[str] = []
+
+    def update(self, subject: str, phase: str, status: str, detail: str = "") -> None:
+        self.details.append(detail)
 
 
 def test_each_fault_pulls_the_labs_lever(monkeypatch: pytest.MonkeyPatch) -> None:

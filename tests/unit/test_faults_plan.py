@@ -12,14 +12,17 @@ from click.testing import CliRunner
 
 from provisioner.cli import main
 from provisioner.config import LabConfig, Overrides, build_config
-from provisioner.errors import ConfigError, HostError
+from provisioner.errors import ConfigError, HostError, NodeError, RemoteError
+from provisioner.faults import guest as guest_net
 from provisioner.faults import host as host_net
 from provisioner.faults.plan import (
     Faults,
+    Lever,
     Netem,
     Port,
     faults_from_json,
     faults_to_json,
+    guest_netem_command,
     healed,
     ifb_name,
     netem_commands,
@@ -36,6 +39,7 @@ from provisioner.lifecycle import faults as lab_faults
 from provisioner.parsers import leader_name, member_ids_by_name, status_leader
 from provisioner.remote.runner import CommandResult
 from tests.faults_support import TapsLibvirt
+from tests.lifecycle_support import FakeRunner
 
 pytestmark = pytest.mark.unit
 
@@ -101,6 +105,13 @@ def test_the_record_round_trips_through_json() -> None:
         Netem(200.0, 20.0, 5.0),
     )
     assert faults_from_json(json.loads(json.dumps(faults_to_json(faults)))) == faults
+    in_guest = with_netem(faults, "core-03", Netem(100.0, on=Lever.GUEST))
+    assert faults_to_json(in_guest)["netem"]["core-03"]["on"] == "guest"
+    assert faults_from_json(json.loads(json.dumps(faults_to_json(in_guest)))) == in_guest
+    older = {"netem": {"core-02": {"delay_ms": 200.0}}}  # a record from before the guest lever
+    assert faults_from_json(older).netem["core-02"].on is Lever.HOST
+    with pytest.raises(ValueError, match="'moon' is not a valid Lever"):
+        faults_from_json({"netem": {"core-02": {"delay_ms": 200.0, "on": "moon"}}})
     with pytest.raises(ValueError, match="two node names"):
         faults_from_json({"pairs": [["core-01"]]})
 
@@ -234,6 +245,80 @@ def test_a_kernel_without_netem_leaves_nothing_behind_and_says_why() -> None:
     assert not any("mirred" in argv for argv in argvs)
 
 
+def test_the_host_is_tried_with_an_ifb_device_carrying_netem_that_is_removed_again() -> None:
+    runner = Recorder()
+    assert host_net.netem_unavailable(runner) is None
+    device = host_net.probe_device()
+    assert len(device) <= 15  # IFNAMSIZ
+    assert [argv for argv, _ in runner.calls] == [
+        ["ip", "link", "add", device, "type", "ifb"],
+        ["tc", "qdisc", "add", "dev", device, "root", "netem", "delay", "1ms"],
+        ["ip", "link", "del", device],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "stderr", "reason"),
+    [
+        ("ifb", "Error: Unknown device type.",
+         "`ip link add ... type ifb` failed on this host: Error: Unknown device type."),
+        ("netem", "Error: Specified qdisc kind is unknown.",
+         "`tc qdisc add ... netem` failed on this host: Error: Specified qdisc kind is unknown."),
+    ],
+)  # fmt: skip
+def test_a_host_without_ifb_or_netem_gives_the_reason_and_keeps_no_device(
+    fail_on: str, stderr: str, reason: str
+) -> None:
+    runner = Recorder(fail_on=fail_on, stderr=stderr)
+    assert host_net.netem_unavailable(runner) == reason
+    argvs = [argv for argv, _ in runner.calls]
+    if fail_on == "netem":
+        assert argvs[-1] == ["ip", "link", "del", host_net.probe_device()]
+    else:
+        assert len(argvs) == 1  # no device was made
+
+
+def test_a_host_without_ifb_names_it_and_the_guest_lever() -> None:
+    runner = Recorder(fail_on="ifb", stderr="Error: Unknown device type.")
+    faults = with_netem(Faults(), "core-01", Netem(delay_ms=100))
+    with pytest.raises(HostError, match="Unknown device type") as caught:
+        host_net.apply_netem(runner, "demo", faults, PORTS, ["core-01"])
+    assert "CONFIG_IFB" in (caught.value.hint or "")
+    assert "--on auto or guest" in (caught.value.hint or "")
+
+
+def test_netem_in_the_guest_is_tc_on_its_lab_link() -> None:
+    assert guest_netem_command(Netem(200.0, 20.0, 5.0, on=Lever.GUEST)) == [
+        "sudo", "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
+        "delay", "200ms", "20ms", "loss", "5%",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "Error: Cannot delete qdisc with handle of zero.",  # the kernel's default qdisc
+        "RTNETLINK answers: No such file or directory",  # older iproute2
+    ],
+)
+def test_taking_netem_off_a_guest_that_has_none_is_done(stderr: str) -> None:
+    runner = Recorder(fail_on="del", stderr=stderr)
+    guest_net.clear_netem(runner)
+    assert [argv for argv, _ in runner.calls] == [
+        ["sudo", "tc", "qdisc", "del", "dev", "eth0", "root"]
+    ]
+
+
+def test_a_guest_whose_tc_fails_otherwise_is_named() -> None:
+    runner = Recorder(fail_on="del", stderr="sudo: a password is required")
+    with pytest.raises(NodeError, match="host: `sudo tc qdisc del dev eth0 root` failed: sudo"):
+        guest_net.clear_netem(runner)
+    runner = Recorder(fail_on="netem", stderr="Error: Specified qdisc kind is unknown.")
+    with pytest.raises(NodeError, match="qdisc kind is unknown") as caught:
+        guest_net.set_netem(runner, Netem(100.0, on=Lever.GUEST))
+    assert "sch_netem" in (caught.value.hint or "")
+
+
 # --- the lab's verbs, without a host --------------------------------------------------------
 
 
@@ -241,10 +326,16 @@ def lab(tmp_path: Path, **raw: Any) -> LabConfig:
     return build_config({"name": "demo", "num_instances": 3, **raw}, tmp_path, Overrides())
 
 
-def backends(taps: dict[str, str]) -> Any:
+def backends(taps: dict[str, str], guests: dict[str, FakeRunner] | None = None) -> Any:
+    """libvirt's view of the taps; SSH to each guest, a fake recording what it runs."""
     import dataclasses
 
-    return dataclasses.replace(default_backends(), open_host=lambda: cast(Any, TapsLibvirt(taps)))
+    known = guests if guests is not None else {}
+    return dataclasses.replace(
+        default_backends(),
+        open_host=lambda: cast(Any, TapsLibvirt(taps)),
+        runner=lambda config, state, node: known.setdefault(node.name, FakeRunner(node.name)),
+    )
 
 
 @pytest.mark.parametrize(
@@ -329,6 +420,139 @@ def test_netem_is_set_then_removed_by_heal(tmp_path: Path) -> None:
     assert not any("netem" in argv for argv in argvs)
 
 
+NO_IFB = "Error: Unknown device type."
+TAPS = {"core-01": "vnet1", "core-02": "vnet2", "core-03": "vnet3"}
+GUEST_SET = ("sudo", "tc", "qdisc", "replace", "dev", "eth0", "root", "netem")
+GUEST_DEL = ("sudo", "tc", "qdisc", "del", "dev", "eth0", "root")
+
+
+def test_a_host_that_cannot_carry_netem_puts_it_in_the_guest(tmp_path: Path) -> None:
+    config = lab(tmp_path)
+    host = Recorder(fail_on="ifb", stderr=NO_IFB)
+    guests: dict[str, FakeRunner] = {}
+    setting = netem_request("200ms", "20ms", "5%")
+    result = lab_faults.netem(
+        config, "core-02", setting, backends=backends(TAPS, guests), runner=host
+    )
+    assert result.faults.netem["core-02"].on is Lever.GUEST
+    assert result.host_cannot == f"`ip link add ... type ifb` failed on this host: {NO_IFB}"
+    assert guests["core-02"].commands == [(*GUEST_SET, "delay", "200ms", "20ms", "loss", "5%")]
+    assert [argv[:3] for argv, _ in host.calls] == [["ip", "link", "add"]]  # the probe only
+    assert set(guests) == {"core-02"}
+    recorded = json.loads((config.state_dir / lab_faults.FAULTS_FILE).read_text())
+    assert recorded["netem"]["core-02"]["on"] == "guest"
+
+    # the node restarted and lost it: the same request sets it again
+    lab_faults.netem(config, "core-02", setting, backends=backends(TAPS, guests), runner=host)
+    assert guests["core-02"].commands[-1] == guests["core-02"].commands[0]
+    assert len(guests["core-02"].commands) == 2
+
+    # lab heal NODE takes it off the same way; the host has nothing to change
+    host.calls.clear()
+    result = lab_faults.heal(config, ["core-02"], backends=backends(TAPS, guests), runner=host)
+    assert result.faults.empty
+    assert guests["core-02"].commands[-1] == GUEST_DEL
+    assert host.calls == []
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+
+
+def test_the_lever_asked_for_is_used_without_trying_the_host(tmp_path: Path) -> None:
+    config = lab(tmp_path)
+    host, guests = Recorder(), dict[str, FakeRunner]()
+    setting = netem_request("100ms", None, None)
+    on_host = lab_faults.netem(
+        config, "core-01", setting, on=Lever.HOST, backends=backends(TAPS, guests), runner=host
+    )
+    assert on_host.faults.netem["core-01"].on is Lever.HOST
+    assert host.calls[0][0][:3] == ["nft", "-f", "-"]  # no probe
+    assert guests == {}
+    # the same node moved to the guest: the host's IFB goes, the guest's qdisc comes
+    host.calls.clear()
+    lab_faults.netem(
+        config, "core-01", setting, on=Lever.GUEST, backends=backends(TAPS, guests), runner=host
+    )
+    assert ["ip", "link", "del", ifb_name("demo", "core-01")] in [a for a, _ in host.calls]
+    assert not any("netem" in argv for argv, _ in host.calls)
+    assert guests["core-01"].commands == [(*GUEST_SET, "delay", "100ms")]
+
+
+def test_host_netem_asked_for_where_the_host_cannot_fails_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    config = lab(tmp_path)
+    host = Recorder(fail_on="ifb", stderr=NO_IFB)
+    with pytest.raises(HostError, match="Unknown device type") as caught:
+        lab_faults.netem(
+            config, "core-01", netem_request("100ms", None, None), on=Lever.HOST,
+            backends=backends(TAPS), runner=host,
+        )  # fmt: skip
+    assert "--on auto or guest" in (caught.value.hint or "")
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+
+
+def test_partitions_and_guest_netem_live_side_by_side(tmp_path: Path) -> None:
+    config = lab(tmp_path)
+    host, guests = Recorder(fail_on="ifb", stderr=NO_IFB), dict[str, FakeRunner]()
+    lab_faults.netem(
+        config, "core-03", netem_request("200ms", None, None), backends=backends(TAPS, guests),
+        runner=host,
+    )  # fmt: skip
+    result = lab_faults.partition(config, ["core-01"], backends=backends(TAPS, guests), runner=host)
+    assert result.faults.isolated == {"core-01"}
+    assert result.faults.netem["core-03"].on is Lever.GUEST
+    assert 'iifname "vnet1"' in (host.calls[-1][1] or "")
+    assert guests["core-03"].commands == [(*GUEST_SET, "delay", "200ms")]  # not set again
+    assert "core-01" not in guests
+
+    # a full heal: the host's table and IFBs by name, then each guest's netem
+    host.calls.clear()
+    assert lab_faults.heal(config, backends=backends(TAPS, guests), runner=host).faults.empty
+    assert host.calls[0][0] == ["nft", "-f", "-"]
+    assert guests["core-03"].commands[-1] == GUEST_DEL
+    assert set(guests) == {"core-03"}
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+
+
+def test_heal_of_a_guest_that_is_down_drops_its_netem_and_says_so(tmp_path: Path) -> None:
+    config = lab(tmp_path)
+    host = Recorder(fail_on="ifb", stderr=NO_IFB)
+    guests: dict[str, FakeRunner] = {}
+    setting = netem_request("200ms", None, None)
+    lab_faults.netem(config, "core-02", setting, backends=backends(TAPS, guests), runner=host)
+    guests["core-02"].broken = RemoteError("core-02: 10.0.0.12 did not answer within 10s")
+    result = lab_faults.heal(config, ["core-02"], backends=backends(TAPS, guests), runner=host)
+    assert result.faults.empty
+    assert result.unreached == ("core-02",)
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+
+
+def test_guest_netem_on_a_node_that_does_not_answer_fails_and_leaves_no_record(
+    tmp_path: Path,
+) -> None:
+    config = lab(tmp_path)
+    down = RemoteError("core-02: 10.0.0.12 did not answer within 10s")
+    guests = {"core-02": FakeRunner("core-02", broken=down)}
+    with pytest.raises(RemoteError, match="did not answer"):
+        lab_faults.netem(
+            config, "core-02", netem_request("200ms", None, None), on=Lever.GUEST,
+            backends=backends(TAPS, guests), runner=Recorder(),
+        )  # fmt: skip
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+
+
+def test_destroy_drops_the_record_of_guest_netem_without_reaching_the_guest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = lab(tmp_path)
+    in_guest = with_netem(Faults(), "core-02", Netem(200.0, on=Lever.GUEST))
+    lab_faults.save_faults(config, in_guest)
+    host = Recorder(fail_on="list")  # the lab's table is not there
+    monkeypatch.setattr(lab_faults, "host_runner", lambda: host)
+    lab_faults.clear_for_destroy(config, cast(Any, TapsLibvirt(TAPS)))
+    assert not (config.state_dir / lab_faults.FAULTS_FILE).exists()
+    assert not any("eth0" in argv for argv, _ in host.calls)  # the guest goes with the VM
+
+
 # --- the member drills --------------------------------------------------------------------
 
 
@@ -373,6 +597,7 @@ def test_the_tap_of_the_interface_on_the_lab_network() -> None:
         (["kill", "core-01", "--leader"], "one of them"),
         (["netem", "core-01", "--delay", "200ms", "--loss", "150%"], "--loss: 150%"),
         (["netem", "core-01", "--delay", "fast"], "--delay: 'fast' is not a duration"),
+        (["netem", "core-01", "--delay", "200ms", "--on", "moon"], "'moon' is not one of"),
     ],
 )
 def test_the_cli_refuses_bad_input_before_loading_the_lab(argv: list[str], message: str) -> None:
