@@ -35,6 +35,9 @@ SEED_METADATA = {
 # what fleet lists: the seed's metadata and each node's role (all three are core nodes)
 FLEET_METADATA = {name: f"{meta},role=core" for name, meta in SEED_METADATA.items()}
 UP_TIMEOUT = 2400.0
+# Saved once the session lab is up: a test that breaks the lab (a node powered off)
+# gets it back with `lab snapshot restore` in seconds instead of a boot
+SESSION_SNAPSHOT = "vm-session"
 
 
 @dataclass
@@ -60,6 +63,18 @@ class Lab:
                 f"logs: {self.logs}"
             )
         return result
+
+    def has_snapshot(self, name: str) -> bool:
+        listed = json.loads(self.run("snapshot", "list", "--json").stdout)
+        return any(snap["name"] == name and not snap["missing"] for snap in listed)
+
+    def restore_session(self) -> bool:
+        """The lab as it was when the session brought it up; False if no snapshot of it
+        exists (a lab given by LAB_VM_EXISTING), and the caller mends the lab itself."""
+        if not self.has_snapshot(SESSION_SNAPSHOT):
+            return False
+        self.run("snapshot", "restore", SESSION_SNAPSHOT, timeout=900)
+        return True
 
     def status(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.run("status", "--json").stdout)
@@ -136,6 +151,7 @@ def lab() -> Iterator[Lab]:
     try:
         result = lab.run("up", timeout=UP_TIMEOUT)
         sys.stderr.write(result.stderr[-4000:])
+        lab.run("snapshot", "save", SESSION_SNAPSHOT, timeout=600)
         yield lab
     finally:
         destroyed = lab.run("destroy", check=False, timeout=600)

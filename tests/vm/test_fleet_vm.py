@@ -211,6 +211,13 @@ class Fleet:
 
     # -- teardown ------------------------------------------------------------------------
     def clean_up(self) -> None:
+        if self.killed and self.lab.restore_session():
+            # the session's snapshot has every node up, no unit and fleetd running: the
+            # test's nodes come back in seconds, not a boot (test_lab's seed demo and the
+            # fault tests still bring a killed node back with `lab start`)
+            self.units.clear()
+            self.fleet_stopped.clear()
+            self.killed.clear()
         if self.units:
             self.wait(f"fleetctl destroy {' '.join(self.units)}", self.destroy_all, 120)
         for node in list(self.fleet_stopped):
