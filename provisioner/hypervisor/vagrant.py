@@ -9,6 +9,9 @@ Built on python-vagrant. Every command:
   its two process helpers: on expiry the whole process group gets SIGINT (Vagrant
   then cleans up, e.g. destroys a half-created domain), and SIGKILL after a grace
   period;
+- is recorded in the lab's ``.lab/`` while it runs, so that one a dead lab left
+  running (lab SIGKILLed: vagrant runs in a group of its own) is found and stopped
+  by the next lab command (:mod:`provisioner.hypervisor.vagrantpid`);
 - fails with an error that quotes the end of its own output.
 """
 
@@ -27,7 +30,9 @@ from typing import Any, TypeVar
 
 import vagrant
 
+from provisioner.config import STATE_DIR
 from provisioner.errors import HostError, LabError, NodeError, WaitTimeout
+from provisioner.hypervisor import vagrantpid
 from provisioner.hypervisor.libvirt import SYSTEM_URI
 
 DEFAULT_UP_TIMEOUT = 1800.0  # first `up` uploads the box into the pool; TCG boots are slow
@@ -77,11 +82,13 @@ def log_tail(text: str, lines: int = _TAIL_LINES) -> str:
 
 
 class _DeadlineVagrant(vagrant.Vagrant):  # python-vagrant has no type hints
-    """python-vagrant whose commands run in their own process group under a deadline."""
+    """python-vagrant whose commands run in their own process group under a deadline,
+    each recorded in ``state_dir`` while it runs (see :mod:`.vagrantpid`)."""
 
-    def __init__(self, timeout: float, **kwargs: Any) -> None:
+    def __init__(self, timeout: float, state_dir: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.timeout = timeout
+        self.state_dir = state_dir
 
     def _call_vagrant_command(self, args: Sequence[str | None]) -> None:
         self._run(args, capture=False)
@@ -104,12 +111,19 @@ class _DeadlineVagrant(vagrant.Vagrant):  # python-vagrant has no type hints
                 stderr=err_fh,
                 start_new_session=True,
             )
+            words = [a for a in args if a is not None and not a.startswith("-")]
+            record = vagrantpid.remember(
+                self.state_dir, proc.pid, Path(self.root), " ".join(["vagrant", *words])
+            )
             try:
                 stdout, _ = proc.communicate(timeout=self.timeout)
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 # its own session keeps it from our terminal's Ctrl-C: pass it on
                 _interrupt(proc)
                 raise
+            finally:
+                if proc.poll() is not None:
+                    vagrantpid.forget(record)
             text = stdout.decode(errors="replace") if stdout is not None else ""
             if capture:
                 out_fh.write(text)
@@ -152,10 +166,13 @@ class VagrantLab:
         *,
         uri: str = SYSTEM_URI,
         env: Mapping[str, str] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.root = root
         self.log_path = log_path
         self._env = vagrant_env(uri, env)
+        # where each running command is recorded: the lab's .lab/ unless told
+        self.state_dir = state_dir if state_dir is not None else root / STATE_DIR
 
     def validate(self, *, timeout: float = DEFAULT_QUERY_TIMEOUT) -> None:
         """``vagrant validate``: the Vagrantfile, config.rb and every machine's config."""
@@ -226,7 +243,12 @@ class VagrantLab:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_cm = vagrant.make_file_cm(str(self.log_path))  # type: ignore[no-untyped-call]
         runner = _DeadlineVagrant(
-            timeout, root=str(self.root), env=self._env, out_cm=log_cm, err_cm=log_cm
+            timeout,
+            self.state_dir,
+            root=str(self.root),
+            env=self._env,
+            out_cm=log_cm,
+            err_cm=log_cm,
         )
         start = self.log_path.stat().st_size if self.log_path.exists() else 0
         what = f"vagrant {verb}" + (f" {node}" if node else "")

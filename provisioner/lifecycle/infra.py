@@ -178,6 +178,37 @@ def drives(
     return f"{len(chosen)} config-2 drives, in pool {DEFAULT_POOL}"
 
 
+def clear_half_made(config: LabConfig, open_host: Callable[[], LibvirtHost]) -> list[str]:
+    """Remove what a ``vagrant up`` stopped mid-way made of a node but never recorded as
+    its own (no ``.vagrant/machines/<node>/libvirt/id``): its disk, or its domain. That
+    vagrant was killed between making them and writing the id (a lab SIGKILLed, the
+    vagrant it left running stopped); the next ``vagrant up`` would stop on them
+    ("volume already exists"). Call it only before the boot ever finished: nothing
+    of value is on them then. The node's config drive and console stay. The names
+    of what was removed."""
+    from provisioner.hypervisor.daemons import DEFAULT_POOL
+
+    cleared: list[str] = []
+    with open_host() as host:
+        found = host.lab_objects(config.name, DEFAULT_POOL)
+        for node in config.nodes:
+            if vagrant_machine_id(config, node.name).exists():
+                continue
+            domain = node_access.domain_of(config, node)
+            if domain in found.domains:
+                host.undefine(domain, remove_volumes=False)
+                cleared.append(domain)
+            disk = f"{domain}.img"  # vagrant-libvirt names a node's disk after its domain
+            if disk in found.volumes and host.delete_volume(DEFAULT_POOL, disk):
+                cleared.append(disk)
+    return cleared
+
+
+def vagrant_machine_id(config: LabConfig, node: str) -> Path:
+    """Where Vagrant keeps the libvirt domain id of a machine it made."""
+    return config.directory / ".vagrant" / "machines" / node / "libvirt" / "id"
+
+
 def write_libvirt_paths(config: LabConfig, placed: dict[str, dict[str, str]]) -> None:
     atomic_write(
         config.state_dir / LIBVIRT_PATHS_FILE, (json.dumps(placed, indent=2) + "\n").encode()

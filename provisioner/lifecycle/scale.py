@@ -34,6 +34,7 @@ from provisioner import nodes as node_access
 from provisioner.config import FIRST_HOST, MAX_NODES, LabConfig, NodeSpec, Overrides
 from provisioner.errors import ConfigError, LabError, NodeError, NotReady
 from provisioner.hypervisor.naming import object_prefix
+from provisioner.hypervisor.vagrantpid import stop_left_running
 from provisioner.lab import ScaleRecord, load_lab, render, scale_record, with_scale
 from provisioner.lifecycle import infra
 from provisioner.lifecycle.backends import Backends, NodeRunner, default_backends
@@ -203,6 +204,7 @@ def scale(
     ``accel`` as given to ``lab up`` (the Vagrantfile is rendered again with it)."""
     backends = backends or default_backends(config.libvirt_uri)
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=5):
+        stop_left_running(config.state_dir, config.directory)  # a killed lab's vagrant
         book = StateFile(config.state_dir)
         if "cluster" not in book.state.phases:
             raise LabError(

@@ -11,6 +11,7 @@ as soon as every node is ready.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from provisioner import nodes as node_access
 from provisioner.accel import choose_accel
 from provisioner.config import LabConfig
 from provisioner.errors import LabError, WaitTimeout
+from provisioner.hypervisor.vagrantpid import stop_left_running
 from provisioner.lab import render, scale_record
 from provisioner.lifecycle import infra
 from provisioner.lifecycle.backends import Backends, NodeRunner, default_backends
@@ -32,6 +34,8 @@ from provisioner.locks import file_lock
 from provisioner.progress import LAB, Progress
 from provisioner.readiness import NodeFacts
 from provisioner.state import LabState, StateFile
+
+log = logging.getLogger(__name__)
 
 BOOT_TIMEOUT = 1800.0  # vagrant up of every node, including a first box upload
 
@@ -144,6 +148,10 @@ class Run:
         logs = node_access.log_dir(self.config)
         logs.mkdir(parents=True, exist_ok=True)
         booter = self.backends.booter(self.config.directory, logs / "vagrant.log")
+        if "boot" not in self.state.phases:  # a boot that never finished: its leftovers
+            cleared = infra.clear_half_made(self.config, self.backends.open_host)
+            if cleared:
+                log.info("removed what an interrupted vagrant up left: %s", ", ".join(cleared))
         for node in self.config.nodes:
             self.progress.update(node.name, "boot", "running")
         # The lab's own node and cluster checks need nothing from Vagrant but the
@@ -290,6 +298,7 @@ def up(
 ) -> UpResult:
     """Bring the lab up and verify it; resumes after an interruption."""
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=5):
+        stop_left_running(config.state_dir, config.directory)  # a killed lab's vagrant
         run = Run(config, progress, accel, backends)
         if "cluster" in run.state.phases and _all_running(run):
             _check_same_shape(config, run.state)

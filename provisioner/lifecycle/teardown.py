@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from provisioner import nodes as node_access
 from provisioner.config import LabConfig, NodeSpec
 from provisioner.errors import LabError, NodeError
+from provisioner.hypervisor.vagrantpid import stop_left_running
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.faults import clear_for_destroy, etcd_leader, quorum_victims
 from provisioner.lifecycle.infra import DISCOVERY_STATE
@@ -120,6 +121,8 @@ def destroy(config: LabConfig, backends: Backends | None = None) -> DestroyResul
 
     open_host = (backends or default_backends(config.libvirt_uri)).open_host
     with file_lock(config.state_dir / "lock", f"lab {config.name}", timeout=60):
+        # first a vagrant a killed lab left running: it would make domains meanwhile
+        stop_left_running(config.state_dir, config.directory)
         state = load_state(config.state_dir)
         token_deleted = False
         if state.discovery and state.discovery.mode == "local":
