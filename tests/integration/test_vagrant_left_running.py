@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.background import read_json
 from provisioner.config import LabConfig, Overrides, build_config
 from provisioner.errors import LabError
 from provisioner.hypervisor import vagrantpid
@@ -94,7 +95,7 @@ def kill_lab_during_up(root: Path) -> vagrantpid.VagrantRecord:
         os.killpg(lab.pid, signal.SIGKILL)
         lab.wait(timeout=10)
     (path,) = (root / ".lab").glob(vagrantpid.RECORD_GLOB)
-    record = vagrantpid.parse_record(vagrantpid.read_json(path))
+    record = vagrantpid.parse_record(read_json(path))
     assert record is not None
     return record
 
