@@ -54,6 +54,26 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabConfi
             keeper.remove_lab(name, "default-pool")
 
 
+def test_an_up_resumes_past_a_domain_its_killed_vagrant_made_but_never_recorded(
+    config: LabConfig,
+) -> None:
+    fakes = Fakes(config, FakeVagrant(config, interrupt=True))
+    with pytest.raises(KeyboardInterrupt):
+        up(config, progress(), accel="tcg", backends=fakes.backends())
+    # a vagrant up killed after defining core-01's domain, before writing its id
+    half_made = node_access.domain_of(config, config.nodes[0])
+    with LibvirtHost.open(TEST_URI) as host:
+        host.connection.defineXML(
+            f"<domain type='test'><name>{half_made}</name><memory>12345</memory>"
+            "<os><type>hvm</type></os></domain>"
+        )
+    fakes.vagrant.interrupt = False
+    up(config, progress(), accel="tcg", backends=fakes.backends())
+    with LibvirtHost.open(TEST_URI) as host:
+        assert "<memory unit='KiB'>65536</memory>" in host.domain(half_made).XMLDesc(0)
+        assert host.state(half_made) is DomainState.RUNNING
+
+
 def test_an_up_interrupted_during_the_boot_resumes_and_then_is_already_up(
     config: LabConfig,
 ) -> None:
