@@ -246,9 +246,17 @@ def default_lab_name(directory: Path) -> str:
     return f"{stem}-{digest}"
 
 
+# /24s of 192.168 that other tools on a libvirt host take by default: vagrant-libvirt's
+# management network (121) and libvirt's own network "default" (122)
+TAKEN_BY_DEFAULT = frozenset({121, 122})
+
+
 def default_subnet(name: str) -> str:
-    """A /24 in 192.168.100-199 chosen from the lab name, so labs rarely collide."""
+    """A /24 in 192.168.100-199 chosen from the lab name, so labs rarely collide, and never
+    one of :data:`TAKEN_BY_DEFAULT` (a name landing there moves two up)."""
     third = 100 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100
+    while third in TAKEN_BY_DEFAULT:
+        third += 2
     return f"192.168.{third}.0/24"
 
 

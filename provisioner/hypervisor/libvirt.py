@@ -243,7 +243,7 @@ class LibvirtHost:
             if conflicts:
                 raise HostError(
                     f"cannot create network {spec.name}: " + "; ".join(conflicts),
-                    hint="choose another subnet for the lab",
+                    hint="set `subnet:` in lab.yaml to a free private /24 (e.g. 192.168.57.0/24)",
                 )
             try:
                 net = self._conn.networkDefineXML(render_network_xml(spec))

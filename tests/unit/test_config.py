@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from provisioner.config import (
     build_config,
     config_warnings,
     default_lab_name,
+    default_subnet,
     load_config,
     node_mac,
     quorum_row,
@@ -306,3 +308,17 @@ def test_a_small_subnet_is_fine_when_every_node_has_its_address(tmp_path: Path) 
     nodes = {f"core-0{i}": {"ip": f"10.0.0.{i + 1}"} for i in (1, 2, 3)}
     config = build_config({"subnet": "10.0.0.0/28", "nodes": nodes}, tmp_path, Overrides())
     assert [n.ip for n in config.nodes] == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+def test_a_default_subnet_is_never_one_libvirt_or_vagrant_libvirt_take_by_default() -> None:
+    # names whose hash lands on 192.168.121 (vagrant-libvirt's management network) and
+    # 192.168.122 (libvirt's network "default") get another /24
+    landing: dict[int, str] = {}
+    for i in range(5000):
+        name = f"vm-{i:04x}"
+        third = 100 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100
+        landing.setdefault(third, name)
+    assert {121, 122} <= set(landing)
+    assert default_subnet(landing[121]) == "192.168.123.0/24"
+    assert default_subnet(landing[122]) == "192.168.124.0/24"
+    assert default_subnet(landing[150]) == "192.168.150.0/24"
