@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 
 from provisioner import facts, readiness
 from provisioner.config import LabConfig, NodeSpec
-from provisioner.errors import ConfigError, LabError, NotReady
+from provisioner.errors import ConfigError, LabError, NotReady, RemoteError
 from provisioner.lab import render, with_joined
 from provisioner.lifecycle.backends import Backends, default_backends
 from provisioner.lifecycle.cluster import CLUSTER_TIMEOUT, TRANSIENT
@@ -52,6 +52,8 @@ from provisioner.waits import wait_for
 MEMBER_REMOVED = "member removed"
 THROWN_AWAY = "thrown away"
 MEMBER_ADDED = "member added"
+ADD_TIMEOUT = 60.0  # etcd's strict reconfiguration check waits 5 s of connected peers
+UNHEALTHY = "etcdserver: unhealthy cluster"
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,39 @@ def remove_member(runner: Runner, endpoints: Sequence[str], name: str, url: str)
     return member.hex_id
 
 
-def add_member(runner: Runner, endpoints: Sequence[str], name: str, url: str) -> str:
+def add_member(
+    runner: Runner,
+    endpoints: Sequence[str],
+    name: str,
+    url: str,
+    timeout: float = ADD_TIMEOUT,
+) -> str:
     """``etcdctl member add`` of ``name`` at the peer URL ``url``, unless a member with
-    that peer URL is there already (added before); its hex id."""
+    that peer URL is there already (added before); its hex id.
+
+    etcd refuses an add ("unhealthy cluster", its strict reconfiguration check) until
+    its leader has been connected to the members for a while, as just after a member
+    was removed: that refusal is retried until ``timeout``."""
+
+    def add() -> bool:
+        try:
+            facts.member_add(endpoints, name, url).run(runner)
+        except RemoteError as exc:
+            if UNHEALTHY in exc.message:
+                raise NotReady(f"etcd refuses the add for now: {UNHEALTHY}") from exc
+            raise
+        return True
+
     members = facts.member_list(endpoints).run(runner)
     found = [m for m in members if url in m.peer_urls]
     if not found:
-        facts.member_add(endpoints, name, url).run(runner)
+        wait_for(
+            name,
+            "etcd to accept `etcdctl member add`",
+            time.monotonic() + timeout,
+            add,
+            interval=1.0,
+        )
         members = facts.member_list(endpoints).run(runner)
         found = [m for m in members if url in m.peer_urls]
     if not found:
