@@ -57,9 +57,9 @@ class FakeRunner:
             self.stdin[tuple(argv)] = stdin
         if list(argv) == ["cat", "/etc/machine-id"]:
             return CommandResult(0, f"{uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex}\n", "")
-        answer = self.etcd(argv) if self.etcd is not None else None
-        if answer is not None:
-            return answer
+        from_etcd = self.etcd(argv) if self.etcd is not None else None
+        if from_etcd is not None:
+            return from_etcd
         if "is-system-running" in argv:
             return CommandResult(0, "running\n", "")
         if argv[:2] == ["sudo", "journalctl"]:
