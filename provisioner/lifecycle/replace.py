@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from provisioner import facts, readiness
@@ -53,7 +53,8 @@ MEMBER_REMOVED = "member removed"
 THROWN_AWAY = "thrown away"
 MEMBER_ADDED = "member added"
 ADD_TIMEOUT = 60.0  # etcd's strict reconfiguration check waits 5 s of connected peers
-UNHEALTHY = "etcdserver: unhealthy cluster"
+# etcdctl's errors for a membership change etcd refuses for now: retried until the timeout
+RETRIED = ("etcdserver: unhealthy cluster", "context deadline exceeded", "request timed out")
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,43 @@ def healthy_members(runner: Runner, urls: Mapping[str, str]) -> set[str]:
     return {name for name, url in urls.items() if answers.get(url)}
 
 
-def remove_member(runner: Runner, endpoints: Sequence[str], name: str, url: str) -> str | None:
+def remove_member(
+    runner: Runner, endpoints: Sequence[str], name: str, url: str, timeout: float = ADD_TIMEOUT
+) -> str | None:
     """``etcdctl member remove`` of the member ``name``; its hex id, or None when the
     cluster has no such member (already removed)."""
     member = member_named(facts.member_list(endpoints).run(runner), name, url, started=False)
     if member is None:
         return None
-    facts.member_remove(endpoints, member.hex_id).run(runner)
+    removal = facts.member_remove(endpoints, member.hex_id)
+
+    def remove() -> bool:
+        if member_named(facts.member_list(endpoints).run(runner), name, url, started=False):
+            _refused_for_now(lambda: removal.run(runner))
+        return True
+
+    wait_for(
+        name,
+        "etcd to accept `etcdctl member remove`",
+        time.monotonic() + timeout,
+        remove,
+        interval=1.0,
+    )
     return member.hex_id
+
+
+def _refused_for_now(call: Callable[[], object]) -> None:
+    """``call()``; NotReady (retried) when etcd refuses a membership change for now: its
+    strict reconfiguration check ("unhealthy cluster"), or a commit that timed out
+    while the members elect a leader."""
+    try:
+        call()
+    except RemoteError as exc:
+        if any(sign in exc.message for sign in RETRIED):
+            raise NotReady(
+                f"etcd refuses the change for now: {exc.message.splitlines()[-1]}"
+            ) from exc
+        raise
 
 
 def add_member(
@@ -177,15 +207,11 @@ def add_member(
 
     etcd refuses an add ("unhealthy cluster", its strict reconfiguration check) until
     its leader has been connected to the members for a while, as just after a member
-    was removed: that refusal is retried until ``timeout``."""
+    was removed: that refusal is retried until ``timeout`` (see :func:`_refused_for_now`)."""
 
     def add() -> bool:
-        try:
-            facts.member_add(endpoints, name, url).run(runner)
-        except RemoteError as exc:
-            if UNHEALTHY in exc.message:
-                raise NotReady(f"etcd refuses the add for now: {UNHEALTHY}") from exc
-            raise
+        if not any(url in m.peer_urls for m in facts.member_list(endpoints).run(runner)):
+            _refused_for_now(lambda: facts.member_add(endpoints, name, url).run(runner))
         return True
 
     members = facts.member_list(endpoints).run(runner)
