@@ -1149,6 +1149,33 @@ def scale(ctx: Context, workers: int, nodes: int | None, accel: str) -> None:
 
 
 @main.command()
+@click.argument("node")
+@accel_option
+@pass_context
+@handle_errors
+def replace(ctx: Context, node: str, accel: str) -> None:
+    """Throw NODE's disk and identity away and join a fresh node of the same name.
+
+    An etcd member is removed with `etcdctl member remove` through another member
+    (refused unless the others keep a quorum), its domain and disk destroyed, added
+    back with `etcdctl member add` and booted fresh from the box with
+    initial-cluster-state existing; a worker the same without etcd. New host keys
+    are pinned from its console. Run again to finish an interrupted replace."""
+    from provisioner.lifecycle.replace import replace_node
+    from provisioner.progress import make_progress
+
+    progress = make_progress()
+    try:
+        done = replace_node(_load(ctx), node, progress, accel=accel)
+    finally:
+        progress.close()
+    if done.member:
+        click.echo(f"{done.node}: etcd member {done.old_member_id or '-'} -> {done.new_member_id}")
+    click.echo(f"{done.node}: machine-id {done.old_machine_id or '-'} -> {done.new_machine_id}")
+    click.echo(f"{done.node}: replaced ({done.detail})")
+
+
+@main.command()
 @click.option(
     "--into",
     type=click.Path(file_okay=False, path_type=Path),

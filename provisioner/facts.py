@@ -169,6 +169,23 @@ def member_list(endpoints: Sequence[str] = ()) -> Fact[tuple[EtcdMember, ...]]:
     )
 
 
+def member_remove(endpoints: Sequence[str], member_id: str) -> Fact[str]:
+    """``etcdctl member remove`` of the member with the hex id ``member_id``."""
+    return Fact(
+        f"etcd member remove {member_id}", etcdctl(endpoints, "member", "remove", member_id), _text
+    )
+
+
+def member_add(endpoints: Sequence[str], name: str, peer_url: str) -> Fact[str]:
+    """``etcdctl member add NAME --peer-urls=URL``: the member joins unstarted, and
+    starts with ``initial-cluster-state existing``."""
+    return Fact(
+        f"etcd member add {name}",
+        etcdctl(endpoints, "member", "add", name, f"--peer-urls={peer_url}"),
+        _text,
+    )
+
+
 def etcd_value(endpoints: Sequence[str], key: str) -> Fact[str]:
     """The value of ``key`` (a linearizable read; empty if there is no such key)."""
     return Fact(f"etcd key {key}", etcdctl(endpoints, "get", "--print-value-only", key), _text)

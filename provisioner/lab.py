@@ -19,6 +19,7 @@ from provisioner.config import STATE_DIR, LabConfig, Overrides, load_config
 from provisioner.errors import ConfigError
 from provisioner.render import RenderInputs, load_fragments, render_lab, write_files
 from provisioner.state import (
+    JOINED_EXISTING,
     SPENT_DISCOVERY,
     LabState,
     ensure_ssh_key,
@@ -163,8 +164,21 @@ def render_inputs(
         box_version=None,
         driver=choose_accel(accel).driver,
         lab_command=lab_command(),
+        joining=joined_existing(state),
     )
     return inputs, state
+
+
+def joined_existing(state: LabState) -> frozenset[str]:
+    """The members ``lab replace`` joined to the running cluster."""
+    raw = state.extra.get(JOINED_EXISTING, [])
+    return frozenset(str(name) for name in raw) if isinstance(raw, list) else frozenset()
+
+
+def with_joined(state: LabState, name: str) -> LabState:
+    """``state`` recording that member ``name`` joins the running cluster."""
+    joined = sorted(joined_existing(state) | {name})
+    return replace(state, extra={**state.extra, JOINED_EXISTING: joined})
 
 
 def render(

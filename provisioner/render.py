@@ -65,6 +65,9 @@ class RenderInputs:
     # the lab's key only when ``authorize_lab_key``
     external: bool = False
     authorize_lab_key: bool = True
+    # members that join the running cluster (``lab replace``): a static initial-cluster
+    # with initial-cluster-state existing, never the discovery token again
+    joining: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,7 @@ def render_user_data(
         "external": inputs.external,
         "authorized_keys": authorized_keys(config, inputs),
         "discovery_url": inputs.discovery_url,
+        "joins_existing": node.name in inputs.joining,
         "initial_cluster": initial_cluster(config),
         # every node talks to etcd at 127.0.0.1: a core node's member, a worker's gateway
         "fleet_etcd_servers": f"http://127.0.0.1:{ETCD_CLIENT_PORT}",

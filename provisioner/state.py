@@ -28,6 +28,10 @@ KEY_FILE = "ssh/id_ed25519"
 LIBVIRT_PATHS_FILE = "libvirt-paths.json"  # the nodes' drives and consoles in the storage pool
 # LabState.extra: the discovery URL of a cluster that is gone; a token is never used twice
 SPENT_DISCOVERY = "discovery_spent"
+# LabState.extra: the members `lab replace` joined to the running cluster (rendered with
+# initial-cluster-state existing from then on), and a replacement under way
+JOINED_EXISTING = "joined_existing"
+REPLACING = "replacing"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class FakeRunner:
     fleet: Callable[[], list[str]] | None = None  # the machine-ids fleet lists
     address: str = ""
     stdin: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # etcd's answers to etcdctl (member list, add, remove, health), None: not etcd's
+    etcd: Callable[[Sequence[str]], CommandResult | None] | None = None
 
     def run(
         self, argv: Sequence[str], *, timeout: float | None = None, stdin: str | None = None
@@ -55,6 +57,9 @@ class FakeRunner:
             self.stdin[tuple(argv)] = stdin
         if list(argv) == ["cat", "/etc/machine-id"]:
             return CommandResult(0, f"{uuid.uuid5(uuid.NAMESPACE_DNS, self.name).hex}\n", "")
+        from_etcd = self.etcd(argv) if self.etcd is not None else None
+        if from_etcd is not None:
+            return from_etcd
         if "is-system-running" in argv:
             return CommandResult(0, "running\n", "")
         if argv[:2] == ["sudo", "journalctl"]:
@@ -158,13 +163,14 @@ class Fakes:
     runners: dict[str, FakeRunner] = field(default_factory=dict)
     back: Callable[[], bool] | None = None
     fleet: Callable[[], list[str]] | None = None
+    etcd: Callable[[Sequence[str]], CommandResult | None] | None = None
 
     def backends(self) -> Backends:
         def runner(config: LabConfig, state: LabState, node: object) -> FakeRunner:
             name = node.name  # type: ignore[attr-defined]
             assert state.host_keys[name], "a runner is made only once the keys are pinned"
             made = FakeRunner(name, self.broken.get(name), address=node.ip)  # type: ignore[attr-defined]
-            made.back, made.fleet = self.back, self.fleet
+            made.back, made.fleet, made.etcd = self.back, self.fleet, self.etcd
             self.runners[name] = made
             return made
 

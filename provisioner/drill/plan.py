@@ -3,8 +3,12 @@
 The names follow etcd's functional tester (tests/functional, ``rpcpb.Case``), mapped
 to the levers a lab has: a hard power-off (``lab kill``) for its SIGTERM cases, a cut
 off the lab network (``lab partition``) for its BLACKHOLE_PEER_PORT_TX_RX cases, and
-netem on the node's lab link (``lab netem``) for its DELAY_PEER_PORT_TX_RX cases. The
-lab's levers act on all of a node's traffic, not on the peer port alone.
+netem on the node's lab link (``lab netem``) for its DELAY_PEER_PORT_TX_RX cases, and
+``lab replace`` for its SIGQUIT_AND_REMOVE_ONE_FOLLOWER case
+(tests/functional/tester/case_sigquit_remove.go: inject stops the member, removes its
+data and ``member remove``s it through another member; recover ``member add``s it with
+its peer URLs and starts it fresh with initial-cluster-state existing). The lab's
+levers act on all of a node's traffic, not on the peer port alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class Fault(enum.Enum):
     KILL = "kill"  # recovered by starting the node again
     PARTITION = "partition"  # recovered by healing
     DELAY = "delay"  # recovered by healing
+    REPLACE = "replace"  # member removed, node thrown away; recovered by a fresh member added
 
 
 class Target(enum.Enum):
@@ -67,6 +72,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "follower-delayed", "DELAY_PEER_PORT_TX_RX_ONE_FOLLOWER", Fault.DELAY, Target.FOLLOWER
     ),
     Scenario("leader-delayed", "DELAY_PEER_PORT_TX_RX_LEADER", Fault.DELAY, Target.LEADER),
+    Scenario("member-replaced", "SIGQUIT_AND_REMOVE_ONE_FOLLOWER", Fault.REPLACE, Target.FOLLOWER),
 )
 
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

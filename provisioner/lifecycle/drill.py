@@ -8,7 +8,10 @@ the lab's own levers as its fault injector and fleetctl as its fleet probe.
   for exactly that;
 - delayed: ``lab netem --delay`` on what the node sends, recovered by ``lab heal``;
   on the host when it can carry netem (an IFB device with a netem qdisc, tried once
-  per drill), else in the guest, as ``lab netem`` chooses.
+  per drill), else in the guest, as ``lab netem`` chooses;
+- replaced: the first half of ``lab replace`` (``etcdctl member remove``, the node and
+  its disk destroyed), recovered by the second (``etcdctl member add``, a fresh node
+  booted with initial-cluster-state existing and checked in).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from provisioner.drill.plan import Fault, Scenario
 from provisioner.errors import LabError
 from provisioner.faults.plan import Lever, Netem
 from provisioner.lifecycle import faults as lab_faults
+from provisioner.lifecycle import replace as lab_replace
 from provisioner.lifecycle import teardown
 from provisioner.lifecycle.backends import Backends
 from provisioner.parsers import LIST_UNITS, parse_list_units
@@ -60,7 +64,7 @@ class LabInjector:
         self.delay_on: Lever | None = None  # chosen once, by the first delayed scenario
 
     def unavailable(self, fault: Fault) -> str | None:
-        if fault is Fault.KILL:
+        if fault in (Fault.KILL, Fault.REPLACE):
             return None
         if fault is Fault.DELAY:  # the guest is the lever when the host has none
             if self.delay_on is None:
@@ -81,6 +85,9 @@ class LabInjector:
     def inject(self, fault: Fault, nodes: Sequence[str]) -> None:
         if fault is Fault.KILL:
             teardown.kill(self.config, nodes, self.backends)
+        elif fault is Fault.REPLACE:
+            for node in nodes:
+                lab_replace.throw_away(self.config, node, self.progress, backends=self.backends)
         elif fault is Fault.PARTITION:
             majority = len(self.config.members) // 2 + 1
             lab_faults.partition(
@@ -104,6 +111,9 @@ class LabInjector:
     def recover(self, fault: Fault, nodes: Sequence[str]) -> None:
         if fault is Fault.KILL:
             teardown.start(self.config, nodes, self.progress, self.backends)
+        elif fault is Fault.REPLACE:
+            for node in nodes:
+                lab_replace.rejoin(self.config, node, self.progress, backends=self.backends)
         else:
             lab_faults.heal(self.config, nodes, backends=self.backends, runner=self.runner)
 

@@ -233,7 +233,7 @@ def scale(
         added: tuple[str, ...] = ()
         detail = "no change"
         if plan.add:
-            added, detail = _add(target, plan.add, book, backends, progress)
+            added, detail = boot_nodes(target, plan.add, book, backends, progress)
         elif removed:
             _share(target, book, backends)
             detail = f"{', '.join(removed)} removed"
@@ -287,8 +287,6 @@ def _remove(
     progress: Progress,
 ) -> str:
     """Drain ``node`` out of fleet, then remove it and everything lab kept of it."""
-    from provisioner.hypervisor.volumes import config_volume, console_volume
-
     progress.update(node.name, "remove", "running", "fleet units moving off")
     domain = node_access.domain_of(config, node)
     with backends.open_host() as host:
@@ -298,18 +296,29 @@ def _remove(
     if active and machine_id and book.state.host_keys.get(node.name):
         drain(target, node, machine_id, book, backends)
     progress.update(node.name, "remove", "running", "shutting down")
+    if active:
+        with backends.open_host() as host, contextlib.suppress(LabError):
+            host.shutdown(domain, timeout=SHUTDOWN_TIMEOUT)  # else discard pulls the plug
+    discard(config, node, book, backends)
+    progress.update(node.name, "remove", "ok", "domain, volumes and pins removed")
+    return node.name
+
+
+def discard(config: LabConfig, node: NodeSpec, book: StateFile, backends: Backends) -> None:
+    """``node`` and everything lab kept of it gone: its domain powered off (the plug
+    pulled if it still runs) and undefined with its disks, its config drive and console
+    volumes, its pins, machine-id and known_hosts lines (see :func:`_forget`). Its DHCP
+    reservation stays. Nothing happens twice: a re-run finds what is left."""
+    from provisioner.hypervisor.volumes import config_volume, console_volume
+
+    domain = node_access.domain_of(config, node)
     with backends.open_host() as host:
-        if exists:
-            if active:
-                with contextlib.suppress(LabError):  # undefine pulls the plug
-                    host.shutdown(domain, timeout=SHUTDOWN_TIMEOUT)
+        if domain in host.lab_objects(config.name).domains:
             host.undefine(domain)
         pool = node_access.libvirt_paths(config).get("pool", {}).get("name", "default")
         for volume in (config_volume(domain), console_volume(domain)):
             host.delete_volume(pool, volume)
     _forget(config, node, book)
-    progress.update(node.name, "remove", "ok", "domain, volumes and pins removed")
-    return node.name
 
 
 def drain(
@@ -390,7 +399,7 @@ def _forget(config: LabConfig, node: NodeSpec, book: StateFile) -> None:
 # --- adding workers ----------------------------------------------------------------------
 
 
-def _add(
+def boot_nodes(
     target: LabConfig,
     adding: Sequence[NodeSpec],
     book: StateFile,
@@ -442,7 +451,7 @@ def _add(
             raise LabError(
                 f"{len(failures)} of {len(outcomes)} new nodes are not ready:\n"
                 + "\n".join(f"  {f}" for f in failures),
-                hint=f"consoles and journals saved in {where}; `lab scale` again resumes",
+                hint=f"consoles and journals saved in {where}; the same command again resumes",
             )
         _share(target, book, backends, waiter.runners)
         joined = check_rejoined(
